@@ -1,0 +1,75 @@
+"""pass@k curves: one panel per benchmark, log2-spaced k, bootstrap bands, one colour per run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+from harness.metrics import run_counts
+from harness.passk import passk_curve
+from harness.runstore import Run
+from harness.tables import KNOWN_TASKS
+
+
+def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = None,
+              iterations: int = 1000, seed: int = 0, confidence: float = 0.95, title: str | None = None) -> Path:
+    """Write a PNG (or any format matplotlib infers from the suffix) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [Run.open(p) for p in run_paths]
+    counts = [run_counts(r) for r in runs]
+    present = sorted({t for c in counts for t in c}, key=lambda t: (list(KNOWN_TASKS).index(t)
+                                                                    if t in KNOWN_TASKS else 99, t))
+    if tasks is not None:
+        unknown = [t for t in tasks if t not in present]
+        if unknown:
+            raise UserError(f"--tasks: {unknown[0]} is in none of the runs")
+        present = tasks
+    out = Path(out)
+    if not out.parent.exists():
+        raise UserError(f"--out: directory {out.parent} does not exist")
+
+    cols = min(4, len(present))
+    rows = math.ceil(len(present) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, task in zip(axes.ravel(), present, strict=False):
+        n_max = 1
+        for i, (run, cnt) in enumerate(zip(runs, counts, strict=True)):
+            if task not in cnt:
+                continue
+            n = np.array([v[0] for v in cnt[task].values()])
+            c = np.array([v[1] for v in cnt[task].values()])
+            curve = passk_curve(n, c, confidence=confidence, iterations=iterations, seed=seed)
+            x = np.log2(curve.ks)
+            colour = colours(i % 10)
+            ax.plot(x, 100 * np.array(curve.mean), marker="o", ms=3, color=colour, label=run.label)
+            ax.fill_between(x, 100 * np.array(curve.lo), 100 * np.array(curve.hi), color=colour, alpha=0.18,
+                            linewidth=0)
+            n_max = max(n_max, curve.ks[-1])
+        ticks = np.arange(0, int(math.log2(n_max)) + 1)
+        ax.set_xticks(ticks, [str(2 ** t) for t in ticks], fontsize=7)
+        ax.set_title(f"{task} ({len(next(c for c in counts if task in c)[task])} problems)", fontsize=10)
+        ax.set_xlabel("k")
+        ax.set_ylabel("pass@k (%)")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(present):]:
+        ax.set_visible(False)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    for ax in axes.ravel()[1:len(present)]:  # runs missing from the first panel still get a legend entry
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(title or f"pass@k ({int(confidence * 100)}% bootstrap bands over problems)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 4), 1, 0.96))
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,85 @@
+"""What a run records about where and with what it ran: code version, package versions, hardware."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import harness
+
+# Versions recorded in every run.json (absent packages are recorded as null).
+TRACKED_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "math-verify", "datasets", "numpy",
+                    "verl", "lm-eval")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def git_state(root: Path = REPO_ROOT) -> dict:
+    """{"sha": ..., "dirty": bool} of the harness checkout, or nulls when not run from a git checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    if sha is None:
+        return {"sha": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version(), "rlvr-harness": harness.__version__}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict:
+    hw: dict = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                "gpus": [], "cuda": None}
+    torch = sys.modules.get("torch")  # never import torch just to describe the machine
+    if torch is not None and torch.cuda.is_available():
+        hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        hw["cuda"] = torch.version.cuda
+    return hw
+
+
+def collect(argv: list[str] | None = None) -> dict:
+    """Everything about the environment that a run records."""
+    return {
+        "harness": {"version": harness.__version__, **git_state()},
+        "versions": package_versions(),
+        "hardware": hardware(),
+        "command": list(sys.argv if argv is None else argv),
+    }
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

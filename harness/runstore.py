@@ -1,0 +1,218 @@
+"""The run directory: the unit of exchange between `rlvr` commands.
+
+    RUN_DIR/run.json        settings and provenance (what is needed to reproduce and compare)
+    RUN_DIR/samples.jsonl   append-only, one record per verified sample; crash-safe
+    RUN_DIR/metrics.json    per task: per-problem (n, c) and the pass@k curve; written atomically
+
+`eval` writes a run; `table`, `plot`, `compare` and `merge` read runs. An interrupted run loses no
+finished sample: records are flushed and fsync'd per batch, a reader skips a truncated last line,
+and re-opening a run for writing cuts such a line off before appending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness import provenance
+from harness.errors import UserError
+
+RUN_FILE = "run.json"
+SAMPLES_FILE = "samples.jsonl"
+METRICS_FILE = "metrics.json"
+RUN_FORMAT = "rlvr-run/1"
+
+# A sample record must carry these; the rest (seed, completion, extracted, score, tokens,
+# finish_reason, verify_time, reason) is recorded when the producer has it.
+REQUIRED_SAMPLE_FIELDS = ("task", "problem_id", "sample_index", "correct")
+
+# run.json keys that describe this execution rather than the run's settings; a resume may differ here.
+VOLATILE_KEYS = frozenset({"format", "provenance", "start_time", "end_time", "resumes"})
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file ({what})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+
+
+def sample_key(rec: dict) -> tuple[str, str, int]:
+    return (rec["task"], str(rec["problem_id"]), int(rec["sample_index"]))
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                return f"{prefix}{k}"
+            d = _first_difference(a[k], b[k], f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else prefix.rstrip(".") or "(root)"
+
+
+class Run:
+    """A run directory. Create with `Run.create`, open an existing one with `Run.open`."""
+
+    def __init__(self, path: str | Path, info: dict):
+        self.path = Path(path)
+        self.info = info
+
+    # ---- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, settings: dict, resume: bool = True) -> Run:
+        """Start a run, or resume one whose settings are identical.
+
+        settings: model, method, tasks, sampling, seed, ... (anything JSON-serialisable). On resume
+        a setting that differs from the stored one is an error naming that setting.
+        """
+        path = Path(path)
+        run_file = path / RUN_FILE
+        settings = json.loads(json.dumps(settings))  # normalise (tuples -> lists) for comparison
+        if run_file.exists():
+            if not resume:
+                raise UserError(f"{path}: a run already exists here (choose another --out, or resume it)")
+            info = read_json(run_file, "run settings")
+            stored = {k: v for k, v in info.items() if k not in VOLATILE_KEYS}
+            diff = _first_difference(stored, settings)
+            if diff is not None:
+                raise UserError(f"{path}: cannot resume, setting '{diff}' differs from the stored run "
+                                f"(use a new --out for new settings)")
+            info.setdefault("resumes", []).append(provenance.utc_now())
+            info["end_time"] = None
+            write_json_atomic(run_file, info)
+            run = cls(path, info)
+            run._repair_samples()
+            return run
+        path.mkdir(parents=True, exist_ok=True)
+        info = {"format": RUN_FORMAT, **settings, "provenance": provenance.collect(),
+                "start_time": provenance.utc_now(), "end_time": None}
+        write_json_atomic(run_file, info)
+        return cls(path, info)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"{path}: no such run directory")
+        info = read_json(path / RUN_FILE, "not a run directory: run.json is missing")
+        if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
+            raise UserError(f"{path / RUN_FILE}: not a {RUN_FORMAT} run file (field 'format')")
+        return cls(path, info)
+
+    # ---- samples -------------------------------------------------------------------------------
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path / SAMPLES_FILE
+
+    def _repair_samples(self) -> None:
+        """Cut a partial last line left by a crash, so the next append starts on a fresh line."""
+        p = self.samples_path
+        if not p.exists() or p.stat().st_size == 0:
+            return
+        with open(p, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def append_samples(self, records: Iterable[dict]) -> int:
+        """Append one batch; flushed and fsync'd before returning. Returns the number written."""
+        lines = []
+        for rec in records:
+            missing = [f for f in REQUIRED_SAMPLE_FIELDS if f not in rec]
+            if missing:
+                raise ValueError(f"sample record lacks {missing}: {rec!r:.200}")
+            lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+        if not lines:
+            return 0
+        with open(self.samples_path, "a", encoding="utf-8") as f:
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        return len(lines)
+
+    def iter_samples(self) -> Iterator[dict]:
+        """Every complete record, first occurrence of each (task, problem, sample index) only."""
+        p = self.samples_path
+        if not p.exists():
+            return
+        seen: set[tuple[str, str, int]] = set()
+        with open(p, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith("\n"):
+                    break  # a record cut short by a crash: not finished, so not counted
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    raise UserError(f"{p}:{lineno}: corrupt sample record") from None
+                key = sample_key(rec)
+                if key not in seen:
+                    seen.add(key)
+                    yield rec
+
+    def done_keys(self) -> set[tuple[str, str, int]]:
+        return {sample_key(r) for r in self.iter_samples()}
+
+    # ---- metrics and completion ----------------------------------------------------------------
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json_atomic(self.path / METRICS_FILE, metrics)
+
+    def read_metrics(self) -> dict | None:
+        p = self.path / METRICS_FILE
+        return read_json(p, "metrics") if p.exists() else None
+
+    def finish(self) -> None:
+        self.info["end_time"] = provenance.utc_now()
+        write_json_atomic(self.path / RUN_FILE, self.info)
+
+    # ---- description ---------------------------------------------------------------------------
+
+    def task_domain(self, task: str) -> str:
+        entry = (self.info.get("tasks") or {}).get(task) or {}
+        return entry.get("domain", "other")
+
+    @property
+    def label(self) -> str:
+        """A short row label: the explicit `label`, else method · model · step."""
+        if self.info.get("label"):
+            return str(self.info["label"])
+        method = (self.info.get("method") or {}).get("name") or "base"
+        model = self.info.get("model") or {}
+        model_name = Path(str(model.get("name") or model.get("path") or "model")).name
+        step = self.info.get("step")
+        return " · ".join([method, model_name] + ([f"step {step}"] if step is not None else []))

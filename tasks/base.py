@@ -1,0 +1,93 @@
+"""The task interface: a task is data (problems) plus a prompt builder plus a pure verifier.
+
+`Task.verify` must be a pure function of (problem, completion) that is safe to call in a worker
+process: no global state, no threads, picklable arguments and results. The verifier pool in
+`harness/` gives it a hard deadline and caches its verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One evaluation item.
+
+    id:      stable identifier, unique within its task (survives reordering of the data file).
+    task:    the registered task name.
+    text:    the problem statement that goes into the prompt template.
+    answer:  the gold answer in the form the task's verifier expects (str, list, dict ...).
+    meta:    everything else the prompt builder or verifier needs (subtask, unit, tests ...).
+    """
+
+    id: str
+    task: str
+    text: str
+    answer: Any
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one completion.
+
+    correct:   the binary outcome that pass@k counts.
+    score:     the reward (1.0 / 0.0 for binary tasks; partial credit where a task defines it).
+    extracted: the answer the verifier extracted from the completion (None when none was found).
+    reason:    why: "ok", "mismatch", "no_answer", "timeout", "error: ...", a failing test name ...
+    """
+
+    correct: bool
+    score: float
+    extracted: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a task's data lives on the Hugging Face hub (recorded in every run)."""
+
+    path: str
+    name: str | None = None
+    split: str = "test"
+    revision: str | None = None
+
+
+class Task:
+    """Base class. Subclasses set the class attributes and implement the three methods."""
+
+    name: str = ""
+    domain: str = ""          # "math" | "logic" | "code" | "micro"
+    local_dir: str = ""       # folder name under the data directory
+    hub: HubSource | None = None
+    templates: tuple[str, ...] = ()   # names of the prompt templates this task offers; first is default
+
+    def load(self, data_dir: str | Path | None = None) -> list[Problem]:
+        raise NotImplementedError
+
+    def prompt(self, problem: Problem, template: str | None = None, tokenizer: Any = None) -> str:
+        raise NotImplementedError
+
+    def extract(self, problem: Problem, completion: str) -> str | None:
+        """Cheap, pure string work, safe in the parent process: the answer (or program) to check.
+
+        Returns None when the completion holds no answer. The returned string, with the task name and
+        problem id, is the verdict-cache key, so normalise what does not change the verdict
+        (surrounding whitespace, say) and nothing that might.
+        """
+        raise NotImplementedError
+
+    def check(self, problem: Problem, extracted: str) -> Verdict:
+        """The possibly slow or hang-prone part (sympy, running a program). Runs in a worker process
+        under a hard deadline; must not rely on signals from threads or on global state."""
+        raise NotImplementedError
+
+    def verify(self, problem: Problem, completion: str) -> Verdict:
+        """extract + check in one call (what the pool does, without its deadline and cache)."""
+        extracted = self.extract(problem, completion)
+        if extracted is None:
+            return Verdict(False, 0.0, None, "no_answer")
+        return self.check(problem, extracted)

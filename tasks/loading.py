@@ -1,0 +1,105 @@
+"""Finding a task's data: a local directory first, then the Hugging Face hub.
+
+Local layout (the same as `shared/data/`): `<data_dir>/<task.local_dir>/test.jsonl`. The data
+directory comes from the `--data-dir` flag or the `RLVR_DATA_DIR` environment variable. Benchmark
+files are never committed to this repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from tasks.base import Task
+
+DATA_DIR_ENV = "RLVR_DATA_DIR"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The explicit argument wins; otherwise `$RLVR_DATA_DIR`; otherwise None (hub only)."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env).expanduser() if env else None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    return rows
+
+
+def local_file(task: Task, data_dir: str | Path | None, filename: str = "test.jsonl") -> Path | None:
+    root = resolve_data_dir(data_dir)
+    if root is None or not task.local_dir:
+        return None
+    path = root / task.local_dir / filename
+    return path if path.is_file() else None
+
+
+def load_records(task: Task, data_dir: str | Path | None = None,
+                 filename: str = "test.jsonl") -> tuple[list[dict], dict[str, Any]]:
+    """Return (rows, source) where source is the provenance recorded in run.json."""
+    path = local_file(task, data_dir, filename)
+    if path is not None:
+        return read_jsonl(path), {"kind": "local", "path": str(path.resolve()), "sha256": sha256_file(path)}
+    if task.hub is not None:
+        try:
+            return _load_hub(task)
+        except UserError:
+            raise
+        except Exception as e:  # no network, unknown id, missing `datasets`: say where else to look
+            root = resolve_data_dir(data_dir)
+            where = f"{root / task.local_dir / filename}" if root else f"--data-dir / ${DATA_DIR_ENV} (unset)"
+            raise UserError(
+                f"task {task.name}: no local data at {where}, and the hub dataset {task.hub.path}"
+                f"{'/' + task.hub.name if task.hub.name else ''} could not be loaded "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                f"pass --data-dir DIR holding {task.local_dir}/{filename}, or give this machine hub access"
+            ) from None
+    root = resolve_data_dir(data_dir)
+    where = f"{root / task.local_dir / filename}" if root else f"--data-dir / ${DATA_DIR_ENV} (unset)"
+    raise UserError(f"task {task.name}: no local data at {where}, and the task has no hub source")
+
+
+def hub_kwargs(task: Task) -> dict[str, Any]:
+    """The exact arguments given to `datasets.load_dataset` (tested without network)."""
+    assert task.hub is not None
+    kwargs: dict[str, Any] = {"path": task.hub.path, "split": task.hub.split}
+    if task.hub.name:
+        kwargs["name"] = task.hub.name
+    if task.hub.revision:
+        kwargs["revision"] = task.hub.revision
+    kwargs.update(getattr(task, "hub_extra_kwargs", {}))
+    return kwargs
+
+
+def _load_hub(task: Task) -> tuple[list[dict], dict[str, Any]]:
+    import datasets  # heavy; only when the hub is really used
+
+    kwargs = hub_kwargs(task)
+    ds = datasets.load_dataset(**kwargs)
+    rows = [dict(r) for r in ds]
+    fingerprint = getattr(ds, "_fingerprint", None)
+    return rows, {"kind": "hub", **{k: v for k, v in kwargs.items()}, "fingerprint": fingerprint}

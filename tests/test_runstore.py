@@ -1,0 +1,99 @@
+"""The run directory: provenance, resume rules, crash safety."""
+
+import json
+
+import pytest
+
+from harness.errors import UserError
+from harness.metrics import compute_metrics
+from harness.runstore import Run
+
+SETTINGS = {"model": {"name": "tiny", "sha256": "ab"}, "tasks": {"t": {"domain": "math"}},
+            "sampling": {"temperature": 0.6, "top_p": 0.95}, "seed": 0}
+
+
+def rec(i, pid="p0", ok=True):
+    return {"task": "t", "problem_id": pid, "sample_index": i, "correct": ok, "extracted": "1"}
+
+
+def test_run_json_carries_provenance(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["sampling"] == SETTINGS["sampling"]
+    prov = info["provenance"]
+    assert set(prov["versions"]) >= {"python", "torch", "transformers", "vllm", "math-verify", "rlvr-harness"}
+    assert prov["hardware"]["cpu"] and prov["hardware"]["cpu_count"] >= 1
+    assert "sha" in prov["harness"] and "dirty" in prov["harness"]
+    assert info["start_time"] and info["end_time"] is None
+    run.finish()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["end_time"]
+
+
+def test_resume_with_same_settings_keeps_samples(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    run.append_samples([rec(0), rec(1)])
+    again = Run.create(tmp_path / "r", dict(SETTINGS))
+    assert again.done_keys() == {("t", "p0", 0), ("t", "p0", 1)}
+    assert len(again.info["resumes"]) == 1
+
+
+def test_resume_with_other_settings_names_the_setting(tmp_path):
+    Run.create(tmp_path / "r", SETTINGS)
+    changed = {**SETTINGS, "sampling": {"temperature": 1.0, "top_p": 0.95}}
+    with pytest.raises(UserError, match="sampling.temperature"):
+        Run.create(tmp_path / "r", changed)
+    with pytest.raises(UserError, match="already exists"):
+        Run.create(tmp_path / "r", SETTINGS, resume=False)
+
+
+def test_truncated_last_line_is_ignored_then_repaired(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    run.append_samples([rec(0), rec(1)])
+    with open(run.samples_path, "a") as f:  # a crash in the middle of writing record 2
+        f.write(json.dumps(rec(2))[:25])
+    assert [r["sample_index"] for r in Run.open(tmp_path / "r").iter_samples()] == [0, 1]
+    resumed = Run.create(tmp_path / "r", SETTINGS)
+    resumed.append_samples([rec(2)])
+    assert [r["sample_index"] for r in resumed.iter_samples()] == [0, 1, 2]
+    assert all(json.loads(line) for line in resumed.samples_path.read_text().splitlines())
+
+
+def test_duplicate_records_count_once(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    run.append_samples([rec(0, ok=True), rec(0, ok=False), rec(1, ok=False)])
+    m = compute_metrics(run, iterations=50)
+    assert m["tasks"]["t"]["problems"] == {"p0": [2, 1]}
+
+
+def test_record_without_required_field_is_refused(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    with pytest.raises(ValueError, match="correct"):
+        run.append_samples([{"task": "t", "problem_id": "p", "sample_index": 0}])
+
+
+def test_metrics_per_problem_and_health(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    run.append_samples([
+        {**rec(0, "a", True), "finish_reason": "length", "tokens": 10},
+        {**rec(1, "a", False), "reason": "timeout", "tokens": 20},
+        {**rec(0, "b", False), "reason": "no_answer", "tokens": 30},
+        {**rec(1, "b", False), "tokens": 40},
+    ])
+    run.write_metrics(compute_metrics(run, iterations=100))
+    m = run.read_metrics()["tasks"]["t"]
+    assert m["problems"] == {"a": [2, 1], "b": [2, 0]}
+    assert m["curve"]["ks"] == [1, 2] and m["curve"]["mean"] == pytest.approx([0.25, 0.5])
+    assert (m["truncation_rate"], m["no_answer_rate"], m["verify_timeouts"], m["mean_tokens"]) == (0.25, 0.25, 1, 25)
+    assert m["domain"] == "math"
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: None, "no such run directory"),
+    (lambda p: p.mkdir(), "run.json is missing"),
+    (lambda p: (p.mkdir(), (p / "run.json").write_text("{")), "not valid JSON"),
+    (lambda p: (p.mkdir(), (p / "run.json").write_text('{"format": "x"}')), "field 'format'"),
+])
+def test_opening_a_non_run_is_a_clear_error(tmp_path, make, match):
+    make(tmp_path / "r")
+    with pytest.raises(UserError, match=match):
+        Run.open(tmp_path / "r")
