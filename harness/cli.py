@@ -127,6 +127,126 @@ def _cmd_metrics(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---- tasks -------------------------------------------------------------------------------------
+
+def _setup_tasks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR)")
+
+
+@verb("tasks", "list the benchmarks: name, domain, size, source, whether the data is available here", _setup_tasks)
+def _cmd_tasks(a: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    import tasks as registry
+    from tasks.loading import local_file
+
+    rows = []
+    suites = {t: s for s, names in registry.SUITES.items() if s != "all10" for t in names}
+    for name in registry.available():
+        task = registry.get(name)
+        hub = task.hub.path + (f" ({task.hub.name})" if task.hub and task.hub.name else "") if task.hub else "–"
+        path = local_file(task, a.data_dir)
+        if path is not None:
+            try:
+                size, state = str(len(task.load(a.data_dir))), f"local: {path.parent}"
+            except UserError as e:
+                size, state = "?", f"local data unusable: {e}"
+        else:
+            size, state = "?", "hub only (not reachable offline)" if task.hub else "missing"
+        rows.append([name, task.domain, suites.get(name, "extra"), size, hub, state])
+    for name in (n for names in registry.SUITES.values() for n in names):
+        if name not in registry.available() and name not in [r[0] for r in rows]:
+            rows.append([name, "?", suites.get(name, ""), "?", "–", "not implemented yet"])
+    print(tabulate(rows, headers=["task", "domain", "suite", "problems", "hub source", "here"], tablefmt="github"))
+    print("\nsuites: " + "; ".join(f"{s} = {', '.join(n)}" for s, n in registry.SUITES.items()))
+    return 0
+
+
+# ---- init-model --------------------------------------------------------------------------------
+
+def _setup_init_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="directory to write the model and tokenizer to")
+    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size (default: 1024)")
+    p.add_argument("--hidden-size", type=int, default=64, help="hidden size (default: 64)")
+    p.add_argument("--layers", type=int, default=2, help="transformer layers (default: 2)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+
+
+@verb("init-model", "build a small Qwen2-architecture model and tokenizer offline, in HF format", _setup_init_model)
+def _cmd_init_model(a: argparse.Namespace) -> int:
+    from harness.models import TinyModelSpec, init_model
+
+    spec = TinyModelSpec(vocab_size=a.vocab_size, hidden_size=a.hidden_size, num_layers=a.layers,
+                         num_heads=a.heads, num_kv_heads=a.heads // 2 or 1, seed=a.seed)
+    print(init_model(a.out, spec, overwrite=a.overwrite))
+    return 0
+
+
+# ---- eval --------------------------------------------------------------------------------------
+
+def _setup_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="hub id or local directory of a causal LM")
+    p.add_argument("--tasks", required=True, help="comma-separated tasks and suites (math6, logic2, code2, all10)")
+    p.add_argument("--out", required=True, help="run directory (resumed when it exists with the same settings)")
+    p.add_argument("--n", type=int, default=16, help="samples per problem (default: 16)")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default: 0.6)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
+    p.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default: 0)")
+    p.add_argument("--max-new-tokens", type=int, default=4096, help="generation limit (default: 4096)")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it (default: 0)")
+    p.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="sampler (default: hf)")
+    p.add_argument("--template", help="prompt template: NAME for every task offering it, or task=NAME,...")
+    p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR, then the hub)")
+    p.add_argument("--shard", default="0/1", help="evaluate shard i of N of the problems (default: 0/1)")
+    p.add_argument("--limit", type=int, help="only the first L problems of each task")
+    p.add_argument("--chunk", type=int, default=64, help="samples of one problem per batch (default: 64)")
+    p.add_argument("--workers", type=int, help="verifier processes (default: all CPUs)")
+    p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    p.add_argument("--revision", help="hub revision of the model")
+    p.add_argument("--no-completions", action="store_true", help="do not store completion texts")
+    p.add_argument("--label", help="row label in tables and plots")
+
+
+@verb("eval", "sample n completions per problem, verify them, write a run directory with pass@k", _setup_eval)
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from harness.evaluate import EvalConfig, evaluate, parse_shard, parse_templates
+    from harness.sampling import SamplingParams
+    from tasks import expand
+
+    names = expand(a.tasks)
+    cfg = EvalConfig(
+        model=a.model, tasks=names, out=a.out, n=a.n,
+        sampling=SamplingParams(a.temperature, a.top_p, a.top_k, a.max_new_tokens, tuple(a.stop)),
+        seed=a.seed, engine=a.engine, templates=parse_templates(a.template, names), data_dir=a.data_dir,
+        shard=parse_shard(a.shard), limit=a.limit, chunk=a.chunk, workers=a.workers, deadline_s=a.deadline,
+        device=a.device, dtype=a.dtype, revision=a.revision, keep_completions=not a.no_completions,
+        label=a.label)
+    evaluate(cfg)
+    return 0
+
+
+# ---- merge -------------------------------------------------------------------------------------
+
+def _setup_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="shard run directories of one evaluation")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--allow-partial", action="store_true", help="merge even when some shards are missing")
+
+
+@verb("merge", "combine the shards of one evaluation into one run (refuses differing settings)", _setup_merge)
+def _cmd_merge(a: argparse.Namespace) -> int:
+    from harness.merge import merge_runs
+
+    run = merge_runs(a.runs, a.out, a.allow_partial)
+    print(run.path)
+    return 0
+
+
 # ---- plumbing ----------------------------------------------------------------------------------
 
 def _emit(text: str, out: str | None) -> None:

@@ -68,6 +68,12 @@ class Task:
     def load(self, data_dir: str | Path | None = None) -> list[Problem]:
         raise NotImplementedError
 
+    def load_with_source(self, data_dir: str | Path | None = None) -> tuple[list[Problem], dict]:
+        """Problems plus the provenance of their data (local path and sha256, or the hub dataset),
+        which run.json records. Tasks set `self.last_source` in `load`."""
+        problems = self.load(data_dir)
+        return problems, dict(getattr(self, "last_source", None) or {})
+
     def prompt(self, problem: Problem, template: str | None = None, tokenizer: Any = None) -> str:
         raise NotImplementedError
 

@@ -1,0 +1,235 @@
+"""`rlvr eval`: n samples per problem -> verifier pool -> run store -> pass@k.
+
+Work is cut into units of (task, problem, chunk of sample indices). A unit is generated in one batch,
+its completions go to the verifier pool at once (verification overlaps the sampling of the next
+units), and its records are appended to samples.jsonl as soon as all its verdicts are in. Resuming
+skips the finished samples; because each sample's seed depends only on (seed, task, problem, index)
+and chunks are fixed ranges of indices, a resumed or sharded run ends with the same samples as an
+uninterrupted one. Memory stays bounded for n = 1024: at most `max_pending_units` units wait on the
+pool, and completions are written out as units finish.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+
+import tasks as task_registry
+from harness.errors import UserError
+from harness.metrics import update_metrics
+from harness.provenance import sha256_text
+from harness.runstore import Run
+from harness.sampling import Engine, SamplingParams, sample_seed
+from tasks.base import Problem, Task
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str
+    tasks: list[str]
+    out: str
+    n: int = 16
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    seed: int = 0
+    engine: str = "hf"
+    templates: dict[str, str] = field(default_factory=dict)   # task -> template name
+    data_dir: str | None = None
+    shard: tuple[int, int] = (0, 1)                            # (index, count)
+    limit: int | None = None                                   # first L problems of each task
+    chunk: int = 64                                            # samples of one problem per batch
+    workers: int | None = None
+    deadline_s: float = 10.0
+    device: str = "auto"
+    dtype: str = "auto"
+    revision: str | None = None
+    keep_completions: bool = True
+    label: str | None = None
+    step: int | None = None
+    method: dict | None = None                                 # set when a trainer evaluates a checkpoint
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise UserError(f"--n must be >= 1, got {self.n}")
+        if self.chunk < 1:
+            raise UserError(f"--chunk must be >= 1, got {self.chunk}")
+        i, count = self.shard
+        if count < 1 or not (0 <= i < count):
+            raise UserError(f"--shard must be i/N with 0 <= i < N, got {i}/{count}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be >= 1, got {self.limit}")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard: expected i/N (e.g. 0/4), got {text!r}") from None
+    return i, n
+
+
+def parse_templates(text: str | None, task_names: list[str]) -> dict[str, str]:
+    """`NAME` (every task that offers it) or `task=NAME,task2=NAME2`."""
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        if "=" in item:
+            t, name = (x.strip() for x in item.split("=", 1))
+            if t not in task_names:
+                raise UserError(f"--template: task {t!r} is not among --tasks")
+            if name not in task_registry.get(t).templates:
+                raise UserError(f"--template: task {t} has no template {name!r} "
+                                f"(it has {', '.join(task_registry.get(t).templates)})")
+            out[t] = name
+        else:
+            hits = [t for t in task_names if item in task_registry.get(t).templates]
+            if not hits:
+                raise UserError(f"--template: no task among --tasks offers a template named {item!r}")
+            out.update({t: item for t in hits})
+    return out
+
+
+def select_problems(problems: list[Problem], shard: tuple[int, int], limit: int | None) -> list[Problem]:
+    """The first `limit` problems in file order, then every N-th one for shard i of N."""
+    chosen = problems[:limit] if limit else problems
+    i, n = shard
+    return [p for j, p in enumerate(chosen) if j % n == i]
+
+
+@dataclass
+class _Unit:
+    task: Task
+    problem: Problem
+    start: int                 # first sample index of the chunk
+    indices: list[int]         # the chunk's indices still to do
+    seeds: list[int]           # seeds of the whole chunk (index start + j -> seeds[j])
+    completions: list = field(default_factory=list)
+    futures: list = field(default_factory=list)
+
+
+def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
+    """(engine, tokenizer) for the config; the tokenizer renders chat templates."""
+    if cfg.engine == "hf":
+        from harness.models import load_model
+        from harness.sampling import HFEngine
+
+        model, tok = load_model(cfg.model, cfg.device, cfg.dtype, cfg.revision)
+        return HFEngine(model, tok), tok
+    if cfg.engine == "vllm":
+        from transformers import AutoTokenizer
+
+        from harness.sampling import VLLMEngine
+
+        engine = VLLMEngine(cfg.model, dtype=cfg.dtype, seed=cfg.seed, revision=cfg.revision)
+        return engine, AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
+    raise UserError(f"--engine: expected hf or vllm, got {cfg.engine!r}")
+
+
+def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, progress: bool = True,
+             print_table: bool = True) -> Run:
+    """Run (or resume) an evaluation; returns the finished run. `engine`/`tokenizer` may be passed in
+    (the trainer evaluates its in-memory policy this way)."""
+    from harness.models import model_fingerprint
+    from harness.verifier_pool import VerifierPool
+
+    names = task_registry.expand(cfg.tasks)
+    templates = {**parse_templates(None, names), **cfg.templates}
+    loaded: dict[str, tuple[Task, list[Problem], dict]] = {}
+    for name in names:
+        task = task_registry.get(name)
+        problems, source = task.load_with_source(cfg.data_dir)
+        loaded[name] = (task, select_problems(problems, cfg.shard, cfg.limit), source)
+    if engine is None:
+        engine, tokenizer = make_engine(cfg)
+
+    prompts: dict[tuple[str, str], str] = {}
+    task_info = {}
+    for name, (task, problems, source) in list(loaded.items()):
+        template = templates.get(name) or (task.templates[0] if task.templates else None)
+        # verifiers whose extraction depends on the prompt's shape read the template from the problem
+        problems = [replace(p, meta={**p.meta, "template": template}) for p in problems]
+        loaded[name] = (task, problems, source)
+        rendered = [task.prompt(p, template, tokenizer) for p in problems]
+        prompts.update({(name, p.id): r for p, r in zip(problems, rendered, strict=True)})
+        task_info[name] = {"domain": task.domain, "source": source, "template": template,
+                           "prompt_sha256": sha256_text("\x1e".join(rendered)), "problems": len(problems)}
+
+    settings = {
+        "label": cfg.label, "step": cfg.step,
+        "model": {**model_fingerprint(cfg.model, cfg.revision), "dtype": cfg.dtype},
+        "method": cfg.method, "tasks": task_info, "n": cfg.n,
+        "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
+        "seed": cfg.seed, "engine": engine.name, "chunk": cfg.chunk,
+        "shard": list(cfg.shard), "limit": cfg.limit,
+    }
+    run = Run.create(cfg.out, settings)
+    done = run.done_keys()
+
+    units: list[_Unit] = []
+    for name, (task, problems, _) in loaded.items():
+        for p in problems:
+            for start in range(0, cfg.n, cfg.chunk):
+                idx = [i for i in range(start, min(cfg.n, start + cfg.chunk)) if (name, p.id, i) not in done]
+                if idx:
+                    # the whole chunk is generated (fixed batch => same samples); only missing ones are kept
+                    full = list(range(start, min(cfg.n, start + cfg.chunk)))
+                    units.append(_Unit(task, p, start, idx, [sample_seed(cfg.seed, name, p.id, i) for i in full]))
+    total = sum(len(u.indices) for u in units)
+    if total == 0:
+        print(f"rlvr: {cfg.out}: all {cfg.n} samples of every problem are already done", file=sys.stderr)
+    _sample_and_verify(cfg, run, units, engine, prompts, total, progress, VerifierPool)
+    update_metrics(run)
+    run.finish()
+    if print_table:
+        from harness.tables import table
+
+        print(table([str(run.path)], ks=sorted({1, cfg.n})))
+    return run
+
+
+def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool_cls) -> None:
+    from tqdm import tqdm
+
+    modules = sorted({type(u.task).__module__ for u in units})
+    bar = tqdm(total=total, unit="sample", disable=not progress or total == 0, dynamic_ncols=True,
+               desc="sampling")
+    verified = 0
+    t0 = time.monotonic()
+    pending: deque[_Unit] = deque()
+    max_pending = 8
+
+    def flush(max_left: int) -> None:
+        """Write finished units in order; wait for the oldest while more than max_left are pending."""
+        nonlocal verified
+        while pending and (len(pending) > max_left or all(f.done() for f in pending[0].futures)):
+            u = pending.popleft()
+            records = []
+            for i, comp, fut in zip(u.indices, u.completions, u.futures, strict=True):
+                res = fut.result()
+                v = res.verdict
+                rec = {"task": u.task.name, "problem_id": u.problem.id, "sample_index": i,
+                       "seed": u.seeds[i - u.start],
+                       "extracted": v.extracted, "correct": bool(v.correct), "score": float(v.score),
+                       "reason": v.reason, "tokens": comp.tokens, "finish_reason": comp.finish_reason,
+                       "verify_time": round(res.verify_time, 6)}
+                if cfg.keep_completions:
+                    rec["completion"] = comp.text
+                records.append(rec)
+            run.append_samples(records)
+            verified += len(records)
+            elapsed = max(time.monotonic() - t0, 1e-9)
+            bar.set_postfix(verified=verified, verified_per_s=f"{verified / elapsed:.1f}")
+
+    with pool_cls(workers=cfg.workers, deadline_s=cfg.deadline_s, preload=modules) as pool:
+        for u in units:
+            prompt = prompts[(u.task.name, u.problem.id)]
+            comps = engine.generate([(prompt, u.seeds)], cfg.sampling)[0]
+            u.completions = [comps[i - u.start] for i in u.indices]
+            u.futures = [pool.submit(u.task.name, u.problem, c.text) for c in u.completions]
+            pending.append(u)
+            bar.update(len(u.indices))
+            flush(max_left=max_pending)
+        flush(max_left=0)
+    bar.close()

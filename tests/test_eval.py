@@ -1,0 +1,130 @@
+"""rlvr eval end to end on CPU with a tiny model: run store, resume after kill -9, shards and merge."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.errors import UserError
+from harness.merge import merge_runs
+from harness.runstore import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def eval_argv(model, out, data_dir, *extra):
+    return ["eval", "--model", str(model), "--tasks", "aime24,bbh", "--limit", "3", "--n", "8", "--chunk", "4",
+            "--max-new-tokens", "12", "--temperature", "1.0", "--workers", "1", "--data-dir", str(data_dir),
+            "--out", str(out), *extra]
+
+
+def sample_set(run_dir):
+    return sorted((r["task"], r["problem_id"], r["sample_index"], r["seed"], r["completion"], r["correct"],
+                   r["finish_reason"], r["tokens"]) for r in Run.open(run_dir).iter_samples())
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_model, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert cli.main(eval_argv(tiny_model, out, data_dir)) == 0
+    return out
+
+
+def test_eval_writes_a_complete_run(reference_run, data_dir):
+    info = json.loads((reference_run / "run.json").read_text())
+    assert set(info["tasks"]) == {"aime24", "bbh"}
+    aime = info["tasks"]["aime24"]
+    assert aime["source"]["kind"] == "local" and len(aime["source"]["sha256"]) == 64
+    assert aime["template"] == "qwen_boxed" and info["tasks"]["bbh"]["template"] == "cot_3shot"
+    assert info["sampling"]["temperature"] == 1.0 and info["n"] == 8 and info["model"]["sha256"]
+    assert info["end_time"] and info["provenance"]["versions"]["torch"]
+    samples = list(Run.open(reference_run).iter_samples())
+    assert len(samples) == 2 * 3 * 8
+    assert all(s["finish_reason"] in ("stop", "length") and s["tokens"] >= 1 for s in samples)
+    metrics = json.loads((reference_run / "metrics.json").read_text())
+    assert metrics["tasks"]["aime24"]["n_min"] == 8 and len(metrics["tasks"]["bbh"]["problems"]) == 3
+
+
+def test_rerun_of_a_finished_run_adds_nothing(reference_run, tiny_model, data_dir, capsys):
+    before = (reference_run / "samples.jsonl").read_text()
+    assert cli.main(eval_argv(tiny_model, reference_run, data_dir)) == 0
+    assert (reference_run / "samples.jsonl").read_text() == before
+    assert "already done" in capsys.readouterr().err
+
+
+def test_resume_after_kill_9_gives_the_same_samples(reference_run, tiny_model, data_dir, tmp_path):
+    out = tmp_path / "killed"
+    argv = [sys.executable, "-m", "harness.cli", *eval_argv(tiny_model, out, data_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    samples = out / "samples.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if samples.exists() and samples.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = samples.read_text().count("\n")
+    assert 4 <= partial < 48
+    assert subprocess.run(argv, cwd=ROOT, env=env, capture_output=True).returncode == 0
+    assert sample_set(out) == sample_set(reference_run)
+    m_ref = json.loads((reference_run / "metrics.json").read_text())["tasks"]
+    m_new = json.loads((out / "metrics.json").read_text())["tasks"]
+    assert {t: m["problems"] for t, m in m_new.items()} == {t: m["problems"] for t, m in m_ref.items()}
+    assert json.loads((out / "run.json").read_text())["resumes"]
+
+
+def test_shards_merge_into_the_unsharded_run(reference_run, tiny_model, data_dir, tmp_path):
+    for i in range(2):
+        assert cli.main(eval_argv(tiny_model, tmp_path / f"s{i}", data_dir, "--shard", f"{i}/2")) == 0
+    s0 = {(r[0], r[1]) for r in sample_set(tmp_path / "s0")}
+    s1 = {(r[0], r[1]) for r in sample_set(tmp_path / "s1")}
+    assert s0 and s1 and not (s0 & s1)
+    assert cli.main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
+    assert sample_set(tmp_path / "m") == sample_set(reference_run)
+    merged = json.loads((tmp_path / "m" / "metrics.json").read_text())["tasks"]
+    ref = json.loads((reference_run / "metrics.json").read_text())["tasks"]
+    assert {t: m["problems"] for t, m in merged.items()} == {t: m["problems"] for t, m in ref.items()}
+
+
+def test_merge_refuses_mismatched_shards(tiny_model, data_dir, tmp_path):
+    small = ["--n", "2", "--limit", "3"]
+    assert cli.main(eval_argv(tiny_model, tmp_path / "a", data_dir, "--shard", "0/3", *small)) == 0
+    assert cli.main(eval_argv(tiny_model, tmp_path / "b", data_dir, "--shard", "1/3", *small)) == 0
+    assert cli.main(eval_argv(tiny_model, tmp_path / "c", data_dir, "--shard", "2/3", *small,
+                              "--temperature", "0.5")) == 0
+    paths = {k: str(tmp_path / k) for k in "abc"}
+    with pytest.raises(UserError, match="sampling.temperature"):
+        merge_runs([paths["a"], paths["c"]], str(tmp_path / "m"))
+    with pytest.raises(UserError, match="given twice"):
+        merge_runs([paths["a"], paths["a"]], str(tmp_path / "m"))
+    with pytest.raises(UserError, match=r"shards \[2\] of 3 are missing"):
+        merge_runs([paths["a"], paths["b"]], str(tmp_path / "m"))
+    merged = merge_runs([paths["a"], paths["b"]], str(tmp_path / "m"), allow_partial=True)
+    assert len(list(merged.iter_samples())) == 2 * 2 * 2
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--shard", "2/2"], "--shard"),
+    (["--n", "0"], "--n"),
+    (["--template", "nope"], "--template"),
+    (["--top-p", "0"], "--top-p"),
+])
+def test_eval_flag_mistakes_are_one_line_errors(tiny_model, data_dir, tmp_path, capsys, extra, match):
+    assert cli.main(eval_argv(tiny_model, tmp_path / "x", data_dir, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlvr: error:") and match in err and err.count("\n") == 1
+
+
+def test_eval_with_an_unknown_model_path_is_an_error(data_dir, tmp_path, capsys):
+    assert cli.main(eval_argv(tmp_path / "no-model", tmp_path / "x", data_dir)) == 2
+    assert "does not exist" in capsys.readouterr().err
