@@ -27,7 +27,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """Size of a model built by `init_model` (defaults: about 0.4M parameters, CPU-fast)."""
+    """Size of a model built by `init_model` (defaults: about 0.15M parameters, CPU-fast)."""
 
     vocab_size: int = 1024
     hidden_size: int = 64
@@ -61,7 +61,9 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # digits one by one (as Qwen's tokenizer does): arithmetic stays learnable for a small model
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
