@@ -247,6 +247,49 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---- methods -----------------------------------------------------------------------------------
+
+def _setup_methods(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="show one method's full documentation")
+
+
+@verb("methods", "list the RLVR methods with their hyperparameters and defaults", _setup_methods)
+def _cmd_methods(a: argparse.Namespace) -> int:
+    import methods
+
+    names = [a.name] if a.name else methods.available()
+    for name in names:
+        if name not in methods.available():
+            raise UserError(f"unknown method {name!r} (known: {', '.join(methods.available())})")
+        d = methods.describe(name)
+        print(f"{name}: {d['summary']}")
+        if a.name:
+            print("\n" + d["doc"] + "\n")
+        for f in d["fields"]:
+            print(f"    {f['name']:<24} {f['type']:<28} default {f['default']!r}")
+        print()
+    return 0
+
+
+# ---- train -------------------------------------------------------------------------------------
+
+def _setup_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="training config (YAML); see reproduce/ for examples")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set steps=20 --set method.kl_coef=0 (repeatable)")
+    p.add_argument("--backend", default="local", choices=["local"], help="training backend (default: local)")
+
+
+@verb("train", "train a model with an RLVR method (resumes from the last checkpoint in --out)", _setup_train)
+def _cmd_train(a: argparse.Namespace) -> int:
+    from harness.config import load_config
+    from harness.trainer import TrainConfig, train
+
+    cfg = load_config(TrainConfig, a.config, a.set)
+    print(train(cfg))
+    return 0
+
+
 # ---- plumbing ----------------------------------------------------------------------------------
 
 def _emit(text: str, out: str | None) -> None:

@@ -295,6 +295,8 @@ class VerifierPool:
     def _submit(self, task: str | Task, problem: Problem, completion: str, deliver: Deliver) -> None:
         if self._broken is not None:
             raise RuntimeError("verifier pool failed") from self._broken
+        if self._closing:
+            raise RuntimeError("verifier pool is closed")
         t0 = time.perf_counter()
         task_obj = task_registry.get(task) if isinstance(task, str) else task
         try:

@@ -17,7 +17,7 @@ _REGISTRY: dict[str, Task] = {}
 
 # Modules that hold task definitions; each registers its tasks on import.
 _TASK_MODULES: tuple[str, ...] = ("tasks.math", "tasks.bbh", "tasks.synlogic", "tasks.reasoning_gym_tasks",
-                                  "tasks.code")
+                                  "tasks.code", "tasks.micro")
 
 SUITES: dict[str, tuple[str, ...]] = {
     "math6": ("aime24", "aime25", "amc23", "math500", "minerva_math", "olympiadbench"),

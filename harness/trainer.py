@@ -1,0 +1,442 @@
+"""`rlvr train`: the one training loop every method shares (CPU or one GPU).
+
+Per step:
+  1. rollouts: G samples for each of P prompts (our `hf` sampler, per-sample seeds);
+  2. rewards: the task's verifier in the verifier pool (1.0 when correct, else 0.0);
+  3. row selection: `method.select_rows`; when `method.refill` (DAPO dynamic sampling, BBG gating) more
+     prompts are sampled until P groups are kept or `max_refill_rounds` is reached;
+  4. the behaviour policy's per-token fields (old log-probs, Lp-Reg's proxy, CaSP's old top-N) and the
+     reference log-probs when the method has a KL term, all without gradients;
+  5. advantages over the kept rows (`method.advantages`);
+  6. `ppo_epochs` passes of mini-batch updates; each mini-batch is cut into micro-batches whose losses
+     are normalised by the whole mini-batch (`AggScale`), so gradient accumulation gives the gradient
+     of the unsplit mini-batch;
+  7. a JSON line of metrics (reward, solve rate, entropy, top-1 mass, lengths, the method's stats);
+  8. checkpoints in Hugging Face format (with optimizer and trainer state: `rlvr train` resumes from
+     the last one) and evaluations into run directories `OUT/eval/step_N`.
+
+The per-token statistics come from the final hidden states and the LM head in chunks
+(`harness/token_stats.py`), so the [B, T, V] logits of a batch are never held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import methods as method_registry
+import tasks as task_registry
+from harness.errors import UserError
+from harness.provenance import collect, utc_now
+from harness.runstore import write_json_atomic
+from harness.sampling import SamplingParams, sample_seed
+from tasks.base import Problem
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class EvalSchedule:
+    every: int = 0                       # 0: only after the last step (if tasks are given)
+    tasks: list[str] = field(default_factory=list)
+    n: int = 16
+    limit: int | None = None
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int | None = None    # default: the training max_new_tokens
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    out: str
+    tasks: list[str]
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "grpo"})
+    data_file: str | None = None         # JSONL rows in the task's format (otherwise the task's own train split)
+    train_problems: int = 10000          # size of the generated train split, for tasks that generate one
+    prompts_per_step: int = 8
+    rollouts_per_prompt: int = 8
+    mini_batch_size: int | None = None   # rows per optimizer step (default: all rows of the step)
+    micro_batch_size: int = 8
+    ppo_epochs: int = 1
+    steps: int = 10
+    max_refill_rounds: int = 4
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    eval: EvalSchedule = field(default_factory=EvalSchedule)
+    checkpoint_every: int = 0            # 0: only the last step
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    workers: int | None = None
+    verify_deadline_s: float = 10.0
+    label: str | None = None
+
+    def __post_init__(self):
+        for name in ("prompts_per_step", "rollouts_per_prompt", "micro_batch_size", "ppo_epochs", "steps"):
+            if getattr(self, name) < 1:
+                raise UserError(f"field '{name}': must be >= 1, got {getattr(self, name)}")
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise UserError(f"field 'mini_batch_size': must be >= 1, got {self.mini_batch_size}")
+        if not isinstance(self.method, dict) or "name" not in self.method:
+            raise UserError("field 'method': needs a 'name' (one of rlvr methods)")
+
+
+def build_method(spec: dict[str, Any]):
+    name = spec["name"]
+    if name not in method_registry.available():
+        raise UserError(f"field 'method.name': unknown method {name!r} (known: {', '.join(method_registry.available())})")
+    try:
+        return method_registry.build(name, {k: v for k, v in spec.items() if k != "name"})
+    except ValueError as e:
+        raise UserError(f"field 'method': {e}") from None
+
+
+def training_problems(cfg: TrainConfig) -> list[tuple[Any, Problem]]:
+    """(task, problem) pairs: a data file in the task's row format, or the task's generated train split."""
+    out = []
+    for name in cfg.tasks:
+        task = task_registry.get(name)
+        if cfg.data_file:
+            from tasks.loading import read_jsonl
+
+            if not hasattr(task, "problem_from_row"):
+                raise UserError(f"field 'data_file': task {name} cannot read rows from a file")
+            path = Path(cfg.data_file)
+            if not path.is_file():
+                raise UserError(f"field 'data_file': {path} does not exist")
+            out += [(task, task.problem_from_row(r)) for r in read_jsonl(path)]
+        elif hasattr(task, "train_problems"):
+            out += [(task, p) for p in task.train_problems(cfg.train_problems)]
+        else:
+            raise UserError(f"field 'tasks': {name} has no training split; give 'data_file'")
+    return out
+
+
+@dataclass
+class _Rollout:
+    task: Any
+    problem: Problem
+    group: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    finish_reason: str
+    reward: float
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        import torch
+
+        from harness.models import load_model, resolve_device
+
+        self.cfg = cfg
+        self.progress = progress
+        self.method = build_method(cfg.method)
+        self.out = Path(cfg.out)
+        self.ckpt_root = self.out / "checkpoints"
+        self.state = {"step": 0, "cursor": 0}
+        last = self.ckpt_root / "last"
+        model_src = cfg.model
+        if (last / "trainer_state.json").exists():
+            self.state = json.loads((last / "trainer_state.json").read_text())
+            model_src = str(last.resolve())
+        self.device = resolve_device(cfg.device)
+        self.model, self.tok = load_model(model_src, self.device, cfg.dtype)
+        self.ref = None
+        if "ref_logp" in self.method.requires:
+            ref_src = cfg.model
+            self.ref, _ = load_model(ref_src, self.device, cfg.dtype)
+            self.ref.requires_grad_(False)
+        o = cfg.optimizer
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
+                                     betas=tuple(o.betas), eps=o.eps)
+        if (last / "optimizer.pt").exists():
+            self.opt.load_state_dict(torch.load(last / "optimizer.pt", map_location=self.device))
+        self.problems = training_problems(cfg)
+        order = list(range(len(self.problems)))
+        random.Random(cfg.seed).shuffle(order)
+        self.order = order
+        self.sampling = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
+                                       cfg.sampling.max_new_tokens)
+
+    # ---- public --------------------------------------------------------------------------------
+
+    def train(self) -> Path:
+        from tqdm import tqdm
+
+        from harness.sampling import HFEngine
+        from harness.verifier_pool import VerifierPool
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        info_path = self.out / "train.json"
+        if not info_path.exists():
+            write_json_atomic(info_path, {"config": asdict(self.cfg), "method": self._method_dict(),
+                                          "provenance": collect(), "start_time": utc_now()})
+        engine = HFEngine(self.model, self.tok)
+        modules = sorted({type(t).__module__ for t, _ in self.problems})
+        start = self.state["step"]
+        bar = tqdm(range(start, self.cfg.steps), initial=start, total=self.cfg.steps, desc=f"train {self.method.name}",
+                   disable=not self.progress, dynamic_ncols=True)
+        with VerifierPool(workers=self.cfg.workers, deadline_s=self.cfg.verify_deadline_s, preload=modules) as pool:
+            for step in bar:
+                t0 = time.monotonic()
+                rollouts, sample_stats = self._rollouts(step, engine, pool)
+                t_roll = time.monotonic() - t0
+                update_stats = self._update(step, rollouts) if rollouts else {"skipped": 1.0}
+                record = {"step": step + 1, **sample_stats, **update_stats,
+                          "time_rollout_s": round(t_roll, 3), "time_step_s": round(time.monotonic() - t0, 3)}
+                with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix(reward=f"{sample_stats['reward_mean']:.3f}")
+                done = step + 1
+                last = done == self.cfg.steps
+                if last or (self.cfg.checkpoint_every and done % self.cfg.checkpoint_every == 0) or \
+                        (self.cfg.eval.every and done % self.cfg.eval.every == 0):
+                    ckpt = self._checkpoint(done)
+                    if self.cfg.eval.tasks and (last or (self.cfg.eval.every and done % self.cfg.eval.every == 0)):
+                        self._evaluate(done, ckpt, engine)
+        return self.out
+
+    # ---- rollouts ------------------------------------------------------------------------------
+
+    def _next_problems(self, k: int) -> list[tuple[Any, Problem]]:
+        out = []
+        for _ in range(k):
+            out.append(self.problems[self.order[self.state["cursor"] % len(self.order)]])
+            self.state["cursor"] += 1
+        return out
+
+    def _rollouts(self, step: int, engine, pool) -> tuple[list[_Rollout], dict]:
+        import torch
+
+        cfg, g = self.cfg, self.cfg.rollouts_per_prompt
+        kept: list[_Rollout] = []
+        groups_kept, seen_rewards, rounds, group_id = 0, [], 0, 0
+        solved = 0
+        total_groups = 0
+        finish = []
+        while groups_kept < cfg.prompts_per_step and rounds <= cfg.max_refill_rounds:
+            batch = self._next_problems(cfg.prompts_per_step - groups_kept)
+            requests, prompts = [], []
+            for task, p in batch:
+                prompt = task.prompt(p, None, self.tok)
+                prompts.append(prompt)
+                requests.append((prompt, [sample_seed(cfg.seed, f"train/{step}/{rounds}", p.id, i) for i in range(g)]))
+            comps = engine.generate(requests, self.sampling)
+            futures = [[pool.submit(task.name, p, c.text) for c in cs] for (task, p), cs in zip(batch, comps, strict=True)]
+            round_rows: list[_Rollout] = []
+            for (task, p), prompt, cs, fs in zip(batch, prompts, comps, futures, strict=True):
+                p_ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
+                rewards = [1.0 if f.result().verdict.correct else 0.0 for f in fs]
+                solved += any(rewards)
+                total_groups += 1
+                for c, r in zip(cs, rewards, strict=True):
+                    round_rows.append(_Rollout(task, p, group_id, p_ids, c.token_ids, c.finish_reason, r))
+                    finish.append(c.finish_reason)
+                seen_rewards += rewards
+                group_id += 1
+            r = torch.tensor([x.reward for x in round_rows])
+            gid = torch.tensor([x.group for x in round_rows])
+            keep = self.method.select_rows(r, gid).tolist()
+            kept_now = [x for x, k in zip(round_rows, keep, strict=True) if k]
+            kept += kept_now
+            groups_kept += len({x.group for x in kept_now})
+            rounds += 1
+            if not self.method.refill:
+                break
+        lengths = [len(x.response_ids) for x in kept] or [0]
+        stats = {"reward_mean": sum(seen_rewards) / max(1, len(seen_rewards)),
+                 "solve_rate": solved / max(1, total_groups), "groups_sampled": total_groups,
+                 "groups_kept": groups_kept, "rows_kept": len(kept), "sampling_rounds": rounds,
+                 "response_len_mean": sum(lengths) / len(lengths),
+                 "truncation_rate": finish.count("length") / max(1, len(finish))}
+        return kept, stats
+
+    # ---- update --------------------------------------------------------------------------------
+
+    def _tensors(self, rows: list[_Rollout]):
+        """input_ids/attention [R, L] (right-padded), response tokens/mask [R, T], gather positions."""
+        import torch
+
+        pad = self.tok.pad_token_id
+        seqs = [x.prompt_ids + x.response_ids for x in rows]
+        width = max(len(s) for s in seqs)
+        t_resp = max(len(x.response_ids) for x in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(rows), width), dtype=torch.long)
+        tokens = torch.full((len(rows), t_resp), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), t_resp), dtype=torch.float32)
+        pos = torch.zeros((len(rows), t_resp), dtype=torch.long)
+        for i, (x, s) in enumerate(zip(rows, seqs, strict=True)):
+            ids[i, :len(s)] = torch.tensor(s)
+            attn[i, :len(s)] = 1
+            n = len(x.response_ids)
+            tokens[i, :n] = torch.tensor(x.response_ids)
+            mask[i, :n] = 1.0
+            # the hidden state at position j predicts token j+1
+            pos[i] = torch.arange(t_resp).clamp(max=max(n - 1, 0)) + len(x.prompt_ids) - 1
+        d = self.device
+        return ids.to(d), attn.to(d), tokens.to(d), mask.to(d), pos.to(d)
+
+    def _hidden(self, model, ids, attn, pos):
+        """Final hidden states at the positions that predict the response tokens: [R, T, H]."""
+        import torch
+
+        backbone = getattr(model, model.base_model_prefix)
+        h = backbone(input_ids=ids, attention_mask=attn).last_hidden_state
+        return torch.gather(h, 1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    def _update(self, step: int, rows: list[_Rollout]) -> dict:
+        import torch
+
+        from harness.token_stats import old_pass_fields, token_stats, update_pass_fields
+        from methods.aggregation import AggScale
+        from methods.base import TokenBatch
+
+        cfg, m = self.cfg, self.method
+        temp = cfg.sampling.temperature if cfg.sampling.temperature > 0 else 1.0
+        weight = self.model.get_output_embeddings().weight
+        rewards = torch.tensor([x.reward for x in rows], device=self.device)
+        _, group_ids = torch.unique(torch.tensor([x.group for x in rows], device=self.device), return_inverse=True)
+        mb = cfg.micro_batch_size
+
+        # behaviour-policy fields, reference log-probs and logging statistics (no gradients)
+        old: dict[str, list] = {}
+        ent_sum = top1_sum = tok_sum = 0.0
+        with torch.no_grad():
+            for s in range(0, len(rows), mb):
+                ids, attn, tokens, mask, pos = self._tensors(rows[s:s + mb])
+                h = self._hidden(self.model, ids, attn, pos)
+                fields = old_pass_fields(m, h, weight, tokens, mask, temperature=temp)
+                if self.ref is not None:
+                    hr = self._hidden(self.ref, ids, attn, pos)
+                    fields["ref_logp"] = token_stats(hr, self.ref.get_output_embeddings().weight, tokens,
+                                                     temperature=temp, mask=mask)["logp"]
+                log = token_stats(h, weight, tokens, temperature=temp, mask=mask, entropy=True, top_n=1)
+                ent_sum += float((log["entropy"] * mask).sum())
+                top1_sum += float((log["topk_logp"][..., 0].exp() * mask).sum())
+                tok_sum += float(mask.sum())
+                for k, v in fields.items():
+                    old.setdefault(k, []).append(v)
+
+        def rows_slice(name: str, idx: list[int]):
+            """Old fields for chosen rows, re-padded to those rows' response width."""
+            chunks = []
+            width = max(len(rows[i].response_ids) for i in idx)
+            for i in idx:
+                t = old[name][i // mb][i % mb]
+                pad_shape = (width - t.shape[0],) + tuple(t.shape[1:])
+                chunks.append(torch.cat([t[:width], t.new_zeros(pad_shape)]) if t.shape[0] < width else t[:width])
+            return torch.stack(chunks)
+
+        full_mask = torch.zeros((len(rows), max(len(x.response_ids) for x in rows)), device=self.device)
+        for i, x in enumerate(rows):
+            full_mask[i, :len(x.response_ids)] = 1.0
+        advantages = m.advantages(rewards, group_ids, full_mask)
+
+        mini = cfg.mini_batch_size or len(rows)
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        stats_acc: dict[str, float] = {}
+        n_stats = 0
+        grad_norms = []
+        lr = self._lr(step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        for _ in range(cfg.ppo_epochs):
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for ms in range(0, len(order), mini):
+                mini_idx = order[ms:ms + mini]
+                scale = AggScale.of(full_mask[mini_idx], t_pad=cfg.sampling.max_new_tokens)
+                self.opt.zero_grad(set_to_none=True)
+                for us in range(0, len(mini_idx), mb):
+                    idx = mini_idx[us:us + mb]
+                    sub = [rows[i] for i in idx]
+                    ids, attn, tokens, mask, pos = self._tensors(sub)
+                    h = self._hidden(self.model, ids, attn, pos)
+                    old_top = rows_slice("old_topk_ids", idx) if "old_topk_ids" in old else None
+                    cur = update_pass_fields(m, h, weight, tokens, mask, temperature=temp, old_topk_ids=old_top)
+                    width = mask.shape[1]
+                    extra = {k: rows_slice(k, idx) for k in old if k not in ("old_logp",)}
+                    tb = TokenBatch(logp=cur.pop("logp"), old_logp=rows_slice("old_logp", idx), mask=mask,
+                                    advantages=advantages[idx][:, :width], rewards=rewards[idx],
+                                    group_ids=group_ids[idx], agg_scale=scale,
+                                    **{k: v for k, v in extra.items() if k in TokenBatch.__dataclass_fields__},
+                                    **cur)
+                    loss, st = m.loss(tb)
+                    loss.backward()
+                    for k, v in st.items():
+                        stats_acc[k] = stats_acc.get(k, 0.0) + float(v)
+                    n_stats += 1
+                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optimizer.grad_clip)
+                grad_norms.append(float(gn))
+                self.opt.step()
+        self.state["step"] = step + 1
+        out = {f"method/{k}": v / n_stats for k, v in stats_acc.items()}
+        out.update({"entropy": ent_sum / max(tok_sum, 1), "top1_prob": top1_sum / max(tok_sum, 1),
+                    "grad_norm": sum(grad_norms) / len(grad_norms), "lr": lr})
+        return out
+
+    def _lr(self, step: int) -> float:
+        o = self.cfg.optimizer
+        return o.lr * min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else o.lr
+
+    # ---- checkpoints and evaluation ------------------------------------------------------------
+
+    def _checkpoint(self, step: int) -> Path:
+        import torch
+
+        ckpt = self.ckpt_root / f"step_{step}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(ckpt)
+        self.tok.save_pretrained(ckpt)
+        torch.save(self.opt.state_dict(), ckpt / "optimizer.pt")
+        write_json_atomic(ckpt / "trainer_state.json", {**self.state, "time": utc_now()})
+        last = self.ckpt_root / "last"
+        tmp = self.ckpt_root / ".last.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(ckpt.name)
+        tmp.replace(last)  # atomic switch: a crash leaves the previous "last" intact
+        return ckpt
+
+    def _evaluate(self, step: int, ckpt: Path, engine) -> None:
+        from harness.evaluate import EvalConfig, evaluate
+
+        e = self.cfg.eval
+        cfg = EvalConfig(model=str(ckpt), tasks=list(e.tasks), out=str(self.out / "eval" / f"step_{step}"), n=e.n,
+                         sampling=SamplingParams(e.temperature, e.top_p, 0,
+                                                 e.max_new_tokens or self.cfg.sampling.max_new_tokens),
+                         seed=self.cfg.seed, limit=e.limit, data_dir=e.data_dir, workers=self.cfg.workers,
+                         label=self.cfg.label or f"{self.method.name} step {step}", step=step,
+                         method=self._method_dict())
+        evaluate(cfg, engine=engine, tokenizer=self.tok, progress=self.progress, print_table=self.progress)
+
+    def _method_dict(self) -> dict:
+        return {"name": self.method.name, **dataclasses.asdict(self.method)}
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    return Trainer(cfg, progress).train()

@@ -1,0 +1,132 @@
+"""Pieces every method shares: loss aggregation (verl's `loss_agg_mode`), the PPO clipped surrogate, k3 KL.
+
+Aggregation follows verl 0.3.1.dev `agg_loss` (methods-spec section 0.5), with one change of *where* the
+normaliser comes from: verl divides by counts of the micro-batch it is handed; here the counts are those of
+the whole mini-batch (`AggScale`), so a mini-batch split into micro-batches whose losses are summed
+(`loss_1.backward(); loss_2.backward(); ...`, no division by the number of micro-batches) gets exactly the
+gradient of the unsplit mini-batch. When `scale` is None the batch given is taken to be the mini-batch.
+
+| mode                      | loss                                              |
+|---------------------------|---------------------------------------------------|
+| `token-mean`              | sum_{b,t} L m / tokens                            |
+| `seq-mean-token-sum`      | sum_b (sum_t L m) / seqs                          |
+| `seq-mean-token-mean`     | sum_b (sum_t L m / sum_t m) / seqs                |
+| `seq-mean-token-sum-norm` | sum_{b,t} L m / t_pad     (no division by B: verl) |
+
+`t_pad` is verl's `mask.shape[-1]`; verl notes it should be a constant (the max response length) to
+match Dr. GRPO, and a constant is also what keeps it split-invariant, so `AggScale.of` takes it as an
+argument. `microbatch_weighted=True` gives the verl 0.2.0.dev form used by the NSR (RLVR-Decomposed) and
+CaSP (SimKO) code: the token-mean *of the micro-batch* times (micro-batch rows / mini-batch rows), a
+row-weighted average of per-micro-batch token means (close to, not equal to, a global token-mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+
+__all__ = ["AggMode", "AGG_MODES", "AggScale", "agg_loss", "ppo_ratio", "ppo_clip_loss", "k3_kl",
+           "masked_mean"]
+
+AggMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+AGG_MODES: tuple[str, ...] = get_args(AggMode)
+
+# verl clamps the log-ratio before exp (current verl; harmless elsewhere: e^20 is already absurd).
+_LOG_RATIO_CLAMP = 20.0
+
+
+@dataclass(frozen=True)
+class AggScale:
+    """Normalisers of the whole mini-batch, handed to the loss of each of its micro-batches.
+
+    tokens: number of response tokens (sum of the mask) in the mini-batch.
+    seqs:   number of sequences (rows) in the mini-batch.
+    t_pad:  the constant of `seq-mean-token-sum-norm` (verl: the padded response length).
+    """
+
+    tokens: float
+    seqs: int
+    t_pad: int
+
+    @classmethod
+    def of(cls, mask: Tensor, t_pad: int | None = None) -> AggScale:
+        """From the mini-batch's mask [B, T]; t_pad defaults to T (pass the max response length when
+        micro-batches are padded to different lengths)."""
+        return cls(tokens=float(mask.sum()), seqs=int(mask.shape[0]),
+                   t_pad=int(mask.shape[-1] if t_pad is None else t_pad))
+
+
+def agg_loss(loss: Tensor, mask: Tensor, mode: AggMode, scale: AggScale | None = None,
+             microbatch_weighted: bool = False) -> Tensor:
+    """Aggregate a per-token loss [B, T] over the mask [B, T] (0/1) into a scalar.
+
+    scale: the mini-batch's normalisers (None: this batch is the mini-batch).
+    microbatch_weighted: verl 0.2's token-mean of this micro-batch times B / scale.seqs (token-mean only).
+    A mini-batch with no response token gives 0 (not nan), so an all-padding micro-batch is harmless.
+    """
+    if mode not in AGG_MODES:
+        raise ValueError(f"loss_agg_mode: unknown mode {mode!r}; known: {', '.join(AGG_MODES)}")
+    m = mask.to(loss.dtype)
+    s = AggScale.of(mask) if scale is None else scale
+    lm = loss * m
+    if microbatch_weighted:
+        if mode != "token-mean":
+            raise ValueError(f"microbatch_weighted applies to loss_agg_mode 'token-mean' only, not {mode!r}")
+        return lm.sum() / m.sum().clamp_min(1.0) * (mask.shape[0] / max(s.seqs, 1))
+    if mode == "token-mean":
+        return lm.sum() / max(s.tokens, 1.0)
+    if mode == "seq-mean-token-sum":
+        return lm.sum() / max(s.seqs, 1)
+    if mode == "seq-mean-token-mean":
+        # a row with no token contributes 0 but still counts as a sequence (verl: count + 1e-8)
+        return (lm.sum(-1) / m.sum(-1).clamp_min(1.0)).sum() / max(s.seqs, 1)
+    return lm.sum() / s.t_pad
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> float:
+    """Mean of x over mask == 1 as a Python float, for logging (0.0 when the mask is empty)."""
+    m = mask.to(x.dtype)
+    return float((x.detach() * m).sum() / m.sum().clamp_min(1.0))
+
+
+def ppo_ratio(logp: Tensor, old_logp: Tensor) -> Tensor:
+    """exp(logp - old_logp) [B, T], with verl's clamp of the log-ratio to [-20, 20]."""
+    return torch.exp((logp - old_logp).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP))
+
+
+def ppo_clip_loss(ratio: Tensor, advantages: Tensor, eps_low: float, eps_high: float,
+                  dual_clip_c: float | None = None) -> tuple[Tensor, Tensor]:
+    """PPO clipped surrogate per token (spec 0.3), as a loss (the negated min of the PPO objective).
+
+    ratio, advantages: [B, T]. Returns (loss [B, T], clipped [B, T] bool: the clipped branch is active).
+    dual_clip_c (spec 8; current verl default 3.0, absent in verl 0.2): for A < 0 the loss is capped at
+    -c*A, so tokens with ratio > c get no gradient.
+    """
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    loss = torch.maximum(unclipped, clipped)
+    is_clipped = clipped > unclipped
+    if dual_clip_c is not None:
+        cap = -advantages * dual_clip_c
+        capped = (advantages < 0) & (cap < loss)
+        loss = torch.where(advantages < 0, torch.minimum(loss, cap), loss)
+        is_clipped = is_clipped | capped
+    return loss, is_clipped
+
+
+def k3_kl(logp: Tensor, target_logp: Tensor, clamp: float | None = 10.0) -> Tensor:
+    """k3 ("low_var_kl") per token: exp(q - logp) - (q - logp) - 1 with q = target_logp (spec 0.4).
+
+    Its gradient w.r.t. logp is (1 - pi_q/pi_theta): in expectation over tokens sampled from pi_theta the
+    gradient of the forward KL(q || pi_theta). verl clamps the value to [-10, 10], which zeroes the
+    gradient once q/pi_theta exceeds about 13.6.
+    """
+    x = target_logp - logp
+    if clamp is not None:
+        # past x = 50 the value is clamped anyway; capping x keeps exp finite, so its backward is 0, not nan
+        x = x.clamp(max=50.0)
+    kl = torch.exp(x) - x - 1.0
+    return kl if clamp is None else kl.clamp(-clamp, clamp)

@@ -1,0 +1,135 @@
+"""GRPO and its common variants (Dr. GRPO, DAPO) as one config (methods-spec section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from methods import register
+from methods.advantages import group_normalized, per_token
+from methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_loss, ppo_ratio
+from methods.base import Method, TokenBatch
+
+__all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats"]
+
+
+def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor) -> dict[str, float]:
+    """Stats every PPO-style loss logs: clip fraction, mean ratio, approx. KL to the old policy."""
+    m = batch.mask
+    return {
+        "pg_clipfrac": masked_mean(clipped.to(ratio.dtype), m),
+        "ratio_mean": masked_mean(ratio, m),
+        "ppo_kl": masked_mean(batch.old_logp - batch.logp, m),
+        "adv_mean": masked_mean(batch.advantages, m),
+    }
+
+
+@register("grpo")
+@dataclass(frozen=True)
+class GRPO(Method):
+    """GRPO: group-normalised outcome advantage, PPO clip, k3 KL to a reference, in the loss.
+
+    Paper: DeepSeekMath, arXiv 2402.03300 (sec. 4.1.2). Code: verl (volcengine/verl), `core_algos.py`
+    (`compute_grpo_outcome_advantage`, `compute_policy_loss`, `kl_penalty`, `agg_loss`).
+    Defaults are DeepSeekMath's main setting: beta 0.04, std normalisation, per-response mean then
+    group mean (`seq-mean-token-mean`); eps is not stated in the paper [NF], so verl's 0.2 is used.
+    Variants by override (module constants): `DAPO_OVERRIDES` (arXiv 2503.14476: clip-higher
+    0.2/0.28, token-mean, dynamic sampling, overlong shaping, no KL) and `DR_GRPO_OVERRIDES`
+    (arXiv 2503.20783: no std normalisation, `seq-mean-token-sum-norm`, no KL).
+
+    eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high] (spec 0.3).
+    dual_clip_c: verl's dual clip for A < 0 (spec 8: on at 3.0 in current verl, absent in verl 0.2).
+    norm_adv_by_std: divide by the unbiased group std + 1e-6 (False: Dr. GRPO) (spec 0.2).
+    kl_coef: beta of the k3 KL to the reference policy, clamped to [-10, 10] (spec 0.4); > 0 needs ref_logp.
+    entropy_coef: subtract c * agg(entropy); the entropy keeps its gradient (RLVR-Decomposed's 0.001
+        baseline, spec 1.4 and 8); > 0 needs entropy.
+    dynamic_sampling: drop groups whose rewards are all equal and refill the batch (DAPO, spec 1.2).
+    overlong_max_len, overlong_cache: DAPO's soft overlong penalty
+        min(-(|y| - (max_len - cache)) / cache, 0) added to the reward before the group advantage,
+        |y| = response tokens (mask sum); None turns it off.
+    loss_agg_mode, microbatch_weighted: see methods/aggregation.py.
+    """
+
+    loss_agg_mode: AggMode = "seq-mean-token-mean"
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    dual_clip_c: float | None = None
+    norm_adv_by_std: bool = True
+    kl_coef: float = 0.04
+    entropy_coef: float = 0.0
+    dynamic_sampling: bool = False
+    overlong_max_len: int | None = None
+    overlong_cache: int = 4096
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.eps_low <= 1 and self.eps_high >= 0):
+            raise ValueError(f"eps_low must be in [0, 1] and eps_high >= 0, got {self.eps_low}, {self.eps_high}")
+        if self.dual_clip_c is not None and self.dual_clip_c <= 1:
+            raise ValueError(f"dual_clip_c must be > 1 (or null), got {self.dual_clip_c}")
+        if self.kl_coef < 0 or self.entropy_coef < 0:
+            raise ValueError("kl_coef and entropy_coef must be >= 0")
+        if self.overlong_max_len is not None and not 0 < self.overlong_cache < self.overlong_max_len:
+            raise ValueError(f"overlong_cache must be in (0, overlong_max_len), got {self.overlong_cache}")
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset({"ref_logp"} if self.kl_coef > 0 else set()) | (
+            {"entropy"} if self.entropy_coef > 0 else set())
+
+    @property
+    def refill(self) -> bool:
+        return self.dynamic_sampling
+
+    def shaped_rewards(self, rewards: Tensor, mask: Tensor) -> Tensor:
+        """Rewards [B] plus DAPO's overlong penalty when it is on."""
+        r = rewards.to(torch.float32) if not rewards.is_floating_point() else rewards
+        if self.overlong_max_len is None:
+            return r
+        length = mask.sum(-1).to(r.dtype)
+        start = self.overlong_max_len - self.overlong_cache
+        return r + torch.clamp(-(length - start) / self.overlong_cache, max=0.0)
+
+    def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:
+        a = group_normalized(self.shaped_rewards(rewards, mask), group_ids, self.norm_adv_by_std)
+        return per_token(a, mask)
+
+    def select_rows(self, rewards: Tensor, group_ids: Tensor) -> Tensor:
+        keep = super().select_rows(rewards, group_ids)
+        if not self.dynamic_sampling:
+            return keep
+        # DAPO filters on the verifier outcome; a group is informative iff its rewards are not all equal
+        _, inverse = torch.unique(group_ids, return_inverse=True)
+        r = rewards.to(torch.float64)
+        g = int(inverse.max()) + 1
+        lo = torch.full((g,), float("inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, inverse, r, "amin")
+        hi = torch.full((g,), float("-inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, inverse, r, "amax")
+        return keep & (hi > lo)[inverse]
+
+    def loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float]]:
+        batch.check(self.requires)
+        ratio = ppo_ratio(batch.logp, batch.old_logp)
+        tok, clipped = ppo_clip_loss(ratio, batch.advantages, self.eps_low, self.eps_high, self.dual_clip_c)
+        loss = self.agg(tok, batch)
+        stats = ppo_stats(batch, ratio, clipped)
+        stats["pg_loss"] = float(loss.detach())
+        if self.kl_coef > 0:
+            kl = self.agg(k3_kl(batch.logp, batch.ref_logp), batch)
+            loss = loss + self.kl_coef * kl
+            stats["kl_ref"] = float(kl.detach())
+        if self.entropy_coef > 0:
+            ent = self.agg(batch.entropy, batch)
+            loss = loss - self.entropy_coef * ent
+            stats["entropy"] = float(ent.detach())
+        stats["loss"] = float(loss.detach())
+        return loss, stats
+
+
+DAPO_OVERRIDES: dict[str, object] = {
+    "eps_low": 0.2, "eps_high": 0.28, "loss_agg_mode": "token-mean", "kl_coef": 0.0,
+    "dynamic_sampling": True, "overlong_max_len": 20480, "overlong_cache": 4096,
+}
+DR_GRPO_OVERRIDES: dict[str, object] = {
+    "norm_adv_by_std": False, "loss_agg_mode": "seq-mean-token-sum-norm", "kl_coef": 0.0,
+}

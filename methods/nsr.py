@@ -1,0 +1,120 @@
+"""PSR, NSR and W-REINFORCE: REINFORCE split by the sign of the outcome (methods-spec section 2).
+
+Paper: Zhu et al., "The Surprising Effectiveness of Negative Reinforcement in LLM Reasoning",
+arXiv 2506.01347. Code: github.com/TianHongZXY/RLVR-Decomposed @ a5d4e7c1 (verl 0.2.0.dev):
+`compute_psr_nsr_outcome_advantage`, `compute_policy_loss`, `ray_trainer.py` (`batch.subset`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor
+
+from methods import register
+from methods.advantages import per_token, signed_reinforce
+from methods.aggregation import ppo_clip_loss, ppo_ratio
+from methods.base import Method, TokenBatch
+from methods.grpo import ppo_stats
+
+__all__ = ["SignedReinforce", "PSR", "NSR", "WReinforce"]
+
+
+@dataclass(frozen=True)
+class SignedReinforce(Method):
+    """Shared body of the three: per-row advantage from the {0, 1} reward, no baseline, no group
+    statistics, PPO clip, no KL and no reference model (spec 2.3, 2.4). Defaults follow the code.
+
+    eps_low, eps_high: PPO clip, symmetric 0.2 in the code.
+    dual_clip_c: off; verl 0.2 has no dual clip (spec 8).
+    entropy_coef: 0.001, the code's config default, entropy with gradient (spec 8); the paper reportedly
+        says 1e-4 [S], unconfirmed (spec 2.9.1).
+    row_selection: "subset" (code: the trainer drops the rows the objective ignores, so they leave the
+        token-mean denominator and PSR/NSR take fewer optimizer steps) or "mask" (keep every row with
+        advantage 0: same step count, larger denominator) (spec 2.9.3).
+    microbatch_weighted: the code's verl 0.2 per-micro-batch token-mean; off = global token-mean (spec 0.5).
+    """
+
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    dual_clip_c: float | None = None
+    entropy_coef: float = 0.001
+    row_selection: Literal["subset", "mask"] = "subset"
+
+    def row_advantages(self, rewards: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.eps_low <= 1 and self.eps_high >= 0):
+            raise ValueError(f"eps_low must be in [0, 1] and eps_high >= 0, got {self.eps_low}, {self.eps_high}")
+        if self.entropy_coef < 0:
+            raise ValueError(f"entropy_coef must be >= 0, got {self.entropy_coef}")
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset({"entropy"}) if self.entropy_coef > 0 else frozenset()
+
+    def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:
+        return per_token(self.row_advantages(rewards), mask)
+
+    def loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float]]:
+        batch.check(self.requires)
+        ratio = ppo_ratio(batch.logp, batch.old_logp)
+        tok, clipped = ppo_clip_loss(ratio, batch.advantages, self.eps_low, self.eps_high, self.dual_clip_c)
+        loss = self.agg(tok, batch)
+        stats = ppo_stats(batch, ratio, clipped)
+        stats["pg_loss"] = float(loss.detach())
+        if self.entropy_coef > 0:
+            ent = self.agg(batch.entropy, batch)
+            loss = loss - self.entropy_coef * ent
+            stats["entropy"] = float(ent.detach())
+        stats["loss"] = float(loss.detach())
+        return loss, stats
+
+
+@register("psr")
+@dataclass(frozen=True)
+class PSR(SignedReinforce):
+    """PSR: positive-sample reinforcement; correct rows get advantage +1, wrong rows are dropped
+    ("subset") or get 0 ("mask"). See `SignedReinforce` for the flags (spec 2.3)."""
+
+    def row_advantages(self, rewards: Tensor) -> Tensor:
+        return signed_reinforce(rewards, 1.0, 0.0)
+
+    def select_rows(self, rewards: Tensor, group_ids: Tensor) -> Tensor:
+        keep = super().select_rows(rewards, group_ids)
+        return keep & (rewards == 1) if self.row_selection == "subset" else keep
+
+
+@register("nsr")
+@dataclass(frozen=True)
+class NSR(SignedReinforce):
+    """NSR: negative-sample reinforcement; wrong rows get advantage -1, correct rows are dropped
+    ("subset") or get 0 ("mask"), so they never contribute a gradient. See `SignedReinforce` (spec 2.3)."""
+
+    def row_advantages(self, rewards: Tensor) -> Tensor:
+        return signed_reinforce(rewards, 0.0, -1.0)
+
+    def select_rows(self, rewards: Tensor, group_ids: Tensor) -> Tensor:
+        keep = super().select_rows(rewards, group_ids)
+        return keep & (rewards != 1) if self.row_selection == "subset" else keep
+
+
+@register("w_reinforce")
+@dataclass(frozen=True)
+class WReinforce(SignedReinforce):
+    """W-REINFORCE: every row kept; advantage +lam if correct, -1 if wrong (paper Eq. 9, code
+    `advantage=weighted`).
+    lam: 0.1, the README's recommended value; lam = 1 is REINFORCE, 0 is NSR.
+    See `SignedReinforce` for the other flags (row_selection has no effect: no row is dropped)."""
+
+    lam: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lam < 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+
+    def row_advantages(self, rewards: Tensor) -> Tensor:
+        return signed_reinforce(rewards, self.lam, -1.0)

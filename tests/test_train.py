@@ -1,0 +1,121 @@
+"""rlvr train: every registered method trains on CPU and raises the reward of an easy task."""
+
+import json
+
+import pytest
+
+import methods
+import tasks
+from harness import cli
+from harness.config import load_config
+from harness.errors import UserError
+from harness.trainer import TrainConfig, train
+from tasks.base import Problem, Task, Verdict
+
+
+@tasks.register
+class FirstCharDigit(Task):
+    """Test-only task: correct when the completion starts with a digit or a lowercase letter (about 15%
+    of a random model's first tokens), so every method sees rewards from the first step."""
+
+    name = "test_first_digit"
+    domain = "math"
+
+    def train_problems(self, count):
+        return [Problem(f"p{i}", self.name, f"say {i % 7}", None) for i in range(count)]
+
+    def load(self, data_dir=None):
+        self.last_source = {"kind": "generated"}
+        return self.train_problems(4)
+
+    def prompt(self, problem, template=None, tokenizer=None):
+        return f"Q: {problem.text}\nA:"
+
+    def extract(self, problem, completion):
+        return completion[:1]
+
+    def check(self, problem, extracted):
+        ok = extracted.isdigit() or "a" <= extracted <= "z"
+        return Verdict(ok, float(ok), extracted, "ok" if ok else "mismatch")
+
+
+def config(tmp_path, model, name, **over):
+    base = {"model": str(model), "out": str(tmp_path / name), "tasks": ["test_first_digit"],
+            "method": {"name": name}, "prompts_per_step": 8, "rollouts_per_prompt": 8, "micro_batch_size": 32,
+            "steps": 12, "sampling": {"max_new_tokens": 2, "temperature": 1.0},
+            "optimizer": {"lr": 0.03}, "workers": 1, "seed": 1}
+    base.update(over)
+    return load_config(TrainConfig, base=base)
+
+
+def rewards(out):
+    return [json.loads(line)["reward_mean"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+# method -> overrides that keep the test fast and its signal clear (documented defaults otherwise)
+OVERRIDES = {"grpo": {"kl_coef": 0.0}}
+
+
+@pytest.mark.parametrize("name", sorted(methods.available()))
+def test_every_method_raises_the_training_reward(tmp_path, tiny_model, name):
+    cfg = config(tmp_path, tiny_model, name, method={"name": name, **OVERRIDES.get(name, {})})
+    out = train(cfg, progress=False)
+    r = rewards(out)
+    assert len(r) == 12
+    early, late = sum(r[:3]) / 3, sum(r[-3:]) / 3
+    assert late > early + 0.1, (name, r)
+    assert (out / "checkpoints" / "last" / "config.json").exists()
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model):
+    first = config(tmp_path, tiny_model, "grpo", steps=3, checkpoint_every=2, method={"name": "grpo", "kl_coef": 0.0})
+    train(first, progress=False)
+    state = json.loads((tmp_path / "grpo" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert state["step"] == 3
+    more = config(tmp_path, tiny_model, "grpo", steps=5, checkpoint_every=2, method={"name": "grpo", "kl_coef": 0.0})
+    train(more, progress=False)
+    log = [json.loads(line)["step"] for line in (tmp_path / "grpo" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4, 5]
+
+
+def test_kl_to_reference_runs(tmp_path, tiny_model):
+    out = train(config(tmp_path, tiny_model, "grpo", steps=2, method={"name": "grpo", "kl_coef": 0.1}), progress=False)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert "method/kl_ref" in log[-1]
+
+
+def test_periodic_evaluation_writes_runs(tmp_path, tiny_model):
+    out = train(config(tmp_path, tiny_model, "nsr", steps=2,
+                       eval={"every": 1, "tasks": ["test_first_digit"], "n": 4}), progress=False)
+    for step in (1, 2):
+        info = json.loads((out / "eval" / f"step_{step}" / "run.json").read_text())
+        assert info["step"] == step and info["method"]["name"] == "nsr"
+
+
+@pytest.mark.parametrize("over,match", [
+    ({"stepz": 3}, "field 'stepz': unknown"),
+    ({"steps": "many"}, "field 'steps': expected an integer"),
+    ({"optimizer": {"lr": "fast"}}, "field 'optimizer.lr': expected a number"),
+    ({"method": {"name": "nope"}}, "unknown method 'nope'"),
+    ({"method": {"name": "grpo", "eps_lo": 0.1}}, "eps_lo"),
+    ({"prompts_per_step": 0}, "prompts_per_step"),
+])
+def test_config_errors_name_the_field(tmp_path, tiny_model, over, match):
+    with pytest.raises(UserError, match=match):
+        cfg = config(tmp_path, tiny_model, "grpo", **over)
+        train(cfg, progress=False)
+
+
+def test_cli_config_file_error_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\nout: y\ntasks: [micro_arith]\nsteps: lots\n")
+    assert cli.main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rlvr: error: {bad}: field 'steps'") and err.count("\n") == 1
+
+
+def test_methods_verb_lists_every_method(capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in methods.available():
+        assert f"{name}:" in out
