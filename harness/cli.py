@@ -290,6 +290,27 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---- reproduce ---------------------------------------------------------------------------------
+
+def _setup_reproduce(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="recipe name: micro (the embedded default)")
+    p.add_argument("--quick", action="store_true", help="fewer problems, K = 64, fewer RL steps (about 3 minutes)")
+    p.add_argument("--out", help="output directory (default: runs/micro, or runs/micro-quick with --quick)")
+    p.add_argument("--cache", default=".cache/rlvr", help="where the base model is cached (default: .cache/rlvr)")
+    p.add_argument("--methods", help="comma-separated subset of methods to train (default: all)")
+
+
+@verb("reproduce", "run a paper's recipe; 'micro' trains every method on CPU and compares pass@k", _setup_reproduce)
+def _cmd_reproduce(a: argparse.Namespace) -> int:
+    if a.name != "micro":
+        raise UserError(f"unknown recipe {a.name!r}; available: micro")
+    from harness.micro import run_micro
+
+    out = a.out or ("runs/micro-quick" if a.quick else "runs/micro")
+    run_micro(out, a.cache, quick=a.quick, only=_csv_list(a.methods) if a.methods else None)
+    return 0
+
+
 # ---- plumbing ----------------------------------------------------------------------------------
 
 def _emit(text: str, out: str | None) -> None:

@@ -113,9 +113,14 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any):
+    def __init__(self, model: Any, tokenizer: Any, merge_prompts: bool = False, max_batch_rows: int = 256):
+        """merge_prompts: batch the rows of several requests together (left-padded prompts). Faster for
+        many short requests (training rollouts); `rlvr eval` keeps it off so that a problem's samples never
+        depend on which other problems share their batch."""
         self.model = model
         self.tokenizer = tokenizer
+        self.merge_prompts = merge_prompts
+        self.max_batch_rows = max_batch_rows
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
@@ -123,16 +128,29 @@ class HFEngine:
         self.eos_ids = sorted(ids)
 
     def generate(self, requests, params):
-        return [self._generate_one(prompt, list(seeds), params) for prompt, seeds in requests]
+        if not self.merge_prompts:
+            return [self._decode([self._encode(prompt)] * len(seeds), list(seeds), params)
+                    for prompt, seeds in requests]
+        rows = [(self._encode(prompt), s, i) for i, (prompt, seeds) in enumerate(requests) for s in seeds]
+        out: list[list[Completion]] = [[] for _ in requests]
+        for start in range(0, len(rows), self.max_batch_rows):
+            part = rows[start:start + self.max_batch_rows]
+            comps = self._decode([r[0] for r in part], [r[1] for r in part], params)
+            for (_, _, i), c in zip(part, comps, strict=True):
+                out[i].append(c)
+        return out
 
-    def _generate_one(self, prompt: str, seeds: list[int], params: SamplingParams) -> list[Completion]:
+    def _encode(self, prompt: str) -> list[int]:
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UserError("empty prompt")
+        return ids
+
+    def _decode(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
         import torch
         from transformers import DynamicCache
 
         device = next(self.model.parameters()).device
-        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if not prompt_ids:
-            raise UserError("empty prompt")
         b, t_max = len(seeds), params.max_new_tokens
         seed_arr = np.array(seeds, dtype=np.uint64)
         out = torch.full((b, t_max), -1, dtype=torch.long, device=device)   # generated ids, -1 = none
@@ -140,14 +158,28 @@ class HFEngine:
         rows = torch.arange(b, device=device)                                 # live batch row -> sample
         eos = torch.tensor(self.eos_ids, device=device, dtype=torch.long)
         max_stop = max((len(s) for s in params.stop), default=0)
+        shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
         with torch.inference_mode():
-            # One prefill at batch 1, then the cache is repeated for the b rows (they share the prompt);
-            # only the last position's logits are computed.
             cache = DynamicCache()
-            x = torch.tensor([prompt_ids], device=device)
-            logits = self.model(input_ids=x, past_key_values=cache, use_cache=True,
-                                logits_to_keep=1).logits[:, -1, :].expand(b, -1)
-            cache.batch_repeat_interleave(b)
+            if shared:
+                # One prefill at batch 1, then the cache is repeated for the b rows (they share the
+                # prompt); no padding, so no attention mask is needed.
+                x = torch.tensor([prompts[0]], device=device)
+                logits = self.model(input_ids=x, past_key_values=cache, use_cache=True,
+                                    logits_to_keep=1).logits[:, -1, :].expand(b, -1)
+                cache.batch_repeat_interleave(b)
+                attn = next_pos = None
+            else:
+                width = max(len(p) for p in prompts)
+                x = torch.full((b, width), self.tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
+                attn = torch.zeros((b, width), dtype=torch.long, device=device)
+                for r, p in enumerate(prompts):          # left padding: every row ends at the same column
+                    x[r, width - len(p):] = torch.tensor(p, device=device)
+                    attn[r, width - len(p):] = 1
+                pos = (attn.cumsum(-1) - 1).clamp_(min=0)
+                logits = self.model(input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=cache,
+                                    use_cache=True, logits_to_keep=1).logits[:, -1, :]
+                next_pos = torch.tensor([len(p) for p in prompts], device=device)
             for step in range(t_max):
                 nxt = choose_tokens(logits, counter_uniforms(seed_arr[rows.cpu().numpy()], step), params)
                 out[rows, step] = nxt
@@ -165,8 +197,15 @@ class HFEngine:
                         break
                     cache.batch_select_indices(keep)
                     rows, nxt = rows[keep], nxt[keep]
+                    if attn is not None:
+                        attn, next_pos = attn[keep], next_pos[keep]
+                kwargs = {}
+                if attn is not None:
+                    attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
+                    kwargs = {"attention_mask": attn, "position_ids": next_pos.unsqueeze(-1)}
+                    next_pos = next_pos + 1
                 logits = self.model(input_ids=nxt.unsqueeze(-1), past_key_values=cache, use_cache=True,
-                                    logits_to_keep=1).logits[:, -1, :]
+                                    logits_to_keep=1, **kwargs).logits[:, -1, :]
         ids = out.cpu().tolist()
         reasons = stopped.cpu().tolist()
         return [self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)

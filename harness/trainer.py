@@ -195,7 +195,7 @@ class Trainer:
         if not info_path.exists():
             write_json_atomic(info_path, {"config": asdict(self.cfg), "method": self._method_dict(),
                                           "provenance": collect(), "start_time": utc_now()})
-        engine = HFEngine(self.model, self.tok)
+        engine = HFEngine(self.model, self.tok, merge_prompts=True)
         modules = sorted({type(t).__module__ for t, _ in self.problems})
         start = self.state["step"]
         bar = tqdm(range(start, self.cfg.steps), initial=start, total=self.cfg.steps, desc=f"train {self.method.name}",

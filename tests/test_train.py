@@ -119,3 +119,30 @@ def test_methods_verb_lists_every_method(capsys):
     out = capsys.readouterr().out
     for name in methods.available():
         assert f"{name}:" in out
+
+
+def test_trainer_log_probs_match_a_plain_forward(tmp_path, tiny_model):
+    """The chunked hidden-state path must score exactly the sampled response tokens."""
+    import torch
+
+    from harness.token_stats import token_stats
+    from harness.trainer import Trainer, _Rollout
+
+    tr = Trainer(config(tmp_path, tiny_model, "grpo", method={"name": "grpo", "kl_coef": 0.0}), progress=False)
+    tok = tr.tok
+    rows = []
+    for i, (prompt, resp) in enumerate([("Q: say 1\nA:", " 12 ab"), ("Q: a much longer prompt here\nA:", " x")]):
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        r = tok(resp, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append(_Rollout(None, None, i, p, r, "stop", 0.0))
+    ids, attn, tokens, mask, pos = tr._tensors(rows)
+    with torch.no_grad():
+        h = tr._hidden(tr.model, ids, attn, pos)
+        ours = token_stats(h, tr.model.get_output_embeddings().weight, tokens, mask=mask)["logp"]
+        for b, x in enumerate(rows):
+            seq = torch.tensor([x.prompt_ids + x.response_ids])
+            logits = tr.model(input_ids=seq).logits[0].log_softmax(-1)
+            n, lp = len(x.response_ids), len(x.prompt_ids)
+            want = logits[lp - 1:lp - 1 + n].gather(-1, seq[0, lp:, None]).squeeze(-1)
+            assert torch.allclose(ours[b, :n], want, atol=1e-5)
+            assert float(mask[b].sum()) == n
