@@ -12,7 +12,7 @@ from methods.advantages import group_normalized, per_token
 from methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_loss, ppo_ratio
 from methods.base import Method, TokenBatch
 
-__all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats"]
+__all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats", "clipped_pg_loss", "with_entropy_bonus"]
 
 
 def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor) -> dict[str, float]:
@@ -24,6 +24,26 @@ def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor) -> dict[str, fl
         "ppo_kl": masked_mean(batch.old_logp - batch.logp, m),
         "adv_mean": masked_mean(batch.advantages, m),
     }
+
+
+def clipped_pg_loss(method: Method, batch: TokenBatch) -> tuple[Tensor, dict[str, float]]:
+    """The PPO clipped surrogate with `method`'s eps_low / eps_high / dual_clip_c, aggregated with its
+    loss_agg_mode, and the stats every PPO-style loss logs (shared by GRPO and the NSR family)."""
+    ratio = ppo_ratio(batch.logp, batch.old_logp)
+    tok, clipped = ppo_clip_loss(ratio, batch.advantages, method.eps_low, method.eps_high, method.dual_clip_c)
+    loss = method.agg(tok, batch)
+    stats = ppo_stats(batch, ratio, clipped)
+    stats["pg_loss"] = float(loss.detach())
+    return loss, stats
+
+
+def with_entropy_bonus(method: Method, batch: TokenBatch, loss: Tensor, stats: dict[str, float]) -> Tensor:
+    """loss - entropy_coef * agg(entropy), the entropy keeping its gradient; records the entropy."""
+    if method.entropy_coef <= 0:
+        return loss
+    ent = method.agg(batch.entropy, batch)
+    stats["entropy"] = float(ent.detach())
+    return loss - method.entropy_coef * ent
 
 
 @register("grpo")
@@ -109,19 +129,12 @@ class GRPO(Method):
 
     def loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float]]:
         batch.check(self.requires)
-        ratio = ppo_ratio(batch.logp, batch.old_logp)
-        tok, clipped = ppo_clip_loss(ratio, batch.advantages, self.eps_low, self.eps_high, self.dual_clip_c)
-        loss = self.agg(tok, batch)
-        stats = ppo_stats(batch, ratio, clipped)
-        stats["pg_loss"] = float(loss.detach())
+        loss, stats = clipped_pg_loss(self, batch)
         if self.kl_coef > 0:
             kl = self.agg(k3_kl(batch.logp, batch.ref_logp), batch)
             loss = loss + self.kl_coef * kl
             stats["kl_ref"] = float(kl.detach())
-        if self.entropy_coef > 0:
-            ent = self.agg(batch.entropy, batch)
-            loss = loss - self.entropy_coef * ent
-            stats["entropy"] = float(ent.detach())
+        loss = with_entropy_bonus(self, batch, loss, stats)
         stats["loss"] = float(loss.detach())
         return loss, stats
 

@@ -14,9 +14,8 @@ from torch import Tensor
 
 from methods import register
 from methods.advantages import per_token, signed_reinforce
-from methods.aggregation import ppo_clip_loss, ppo_ratio
 from methods.base import Method, TokenBatch
-from methods.grpo import ppo_stats
+from methods.grpo import clipped_pg_loss, with_entropy_bonus
 
 __all__ = ["SignedReinforce", "PSR", "NSR", "WReinforce"]
 
@@ -60,15 +59,8 @@ class SignedReinforce(Method):
 
     def loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float]]:
         batch.check(self.requires)
-        ratio = ppo_ratio(batch.logp, batch.old_logp)
-        tok, clipped = ppo_clip_loss(ratio, batch.advantages, self.eps_low, self.eps_high, self.dual_clip_c)
-        loss = self.agg(tok, batch)
-        stats = ppo_stats(batch, ratio, clipped)
-        stats["pg_loss"] = float(loss.detach())
-        if self.entropy_coef > 0:
-            ent = self.agg(batch.entropy, batch)
-            loss = loss - self.entropy_coef * ent
-            stats["entropy"] = float(ent.detach())
+        loss, stats = clipped_pg_loss(self, batch)
+        loss = with_entropy_bonus(self, batch, loss, stats)
         stats["loss"] = float(loss.detach())
         return loss, stats
 
