@@ -28,7 +28,7 @@ from harness.errors import UserError
 from tasks import register
 from tasks.base import Problem, Task, Verdict
 from tasks.loading import load_records
-from tasks.templates import chatml, with_chat_template
+from tasks.templates import chat_or_chatml, with_chat_template
 
 RG_PACKAGE = "reasoning-gym==0.1.25"
 
@@ -110,9 +110,7 @@ class ReasoningGymTask(Task):
         if template == "rg_default":
             # reasoning-gym's own default system prompt, which asks for <answer> tags
             system = _reasoning_gym().utils.SYSTEM_PROMPTS["default"]
-            if tokenizer is not None:
-                return with_chat_template(tokenizer, system, problem.text)
-            return chatml(system, problem.text)
+            return chat_or_chatml(tokenizer, system, problem.text)
         if template == "question":
             return with_chat_template(tokenizer, None, problem.text) if tokenizer is not None else problem.text
         raise UserError(f"--template {template!r}: task {self.name} offers {', '.join(self.templates)}")

@@ -26,7 +26,7 @@ from tasks import register
 from tasks.base import HubSource, Problem, Task, Verdict
 from tasks.loading import load_records
 from tasks.synlogic_verifiers import VERIFIERS, SynLogicRecord, game_of_24
-from tasks.templates import chatml, with_chat_template
+from tasks.templates import chat_or_chatml, with_chat_template
 
 THINK_ANSWER_SYSTEM = (
     "You are a helpful assistant. First think about the reasoning process inside <think> </think> "
@@ -105,9 +105,7 @@ class SynLogicEasy(Task):
     def prompt(self, problem: Problem, template: str | None = None, tokenizer: Any = None) -> str:
         template = template or self.templates[0]
         if template == "think_answer":
-            if tokenizer is not None:
-                return with_chat_template(tokenizer, THINK_ANSWER_SYSTEM, problem.text)
-            return chatml(THINK_ANSWER_SYSTEM, problem.text)
+            return chat_or_chatml(tokenizer, THINK_ANSWER_SYSTEM, problem.text)
         if template == "question":
             return with_chat_template(tokenizer, None, problem.text) if tokenizer is not None else problem.text
         raise UserError(f"--template {template!r}: task {self.name} offers {', '.join(self.templates)}")

@@ -28,3 +28,9 @@ def with_chat_template(tokenizer: Any, system: str | None, user: str, assistant_
         return text + assistant_prefix
     head = f"{system}\n\n" if system else ""
     return f"{head}{user}\n{assistant_prefix}"
+
+
+def chat_or_chatml(tokenizer: Any, system: str | None, user: str) -> str:
+    """The tokenizer's chat template when a tokenizer is given, else the raw ChatML string (the form the
+    Qwen-based papers use)."""
+    return with_chat_template(tokenizer, system, user) if tokenizer is not None else chatml(system, user)
