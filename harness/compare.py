@@ -8,10 +8,10 @@ the per-task differences (macro average, each task resampled within itself).
 Each (task, k) row tests "the candidate drops by more than `tolerance` points": its one-sided
 bootstrap p-value is the share of resampled differences that are no worse than -tolerance. A row
 regresses when that p-value is below `alpha` after Holm's correction over all rows (family-wise
-level alpha), because a curve has many correlated k and a CI check must not flake: with 2 tasks x 8
-k and no correction, identical-distribution reruns were flagged 13% of the time (measured, 60
-simulated pairs). Noise from a different CPU or sampler stays inside the band; a broken method
-does not.
+level alpha), because a curve has many correlated k and a CI check must not flake. Measured by
+`python benchmarks/bench_compare_calibration.py` (2 tasks x 40 problems x 64 samples, 60 pairs):
+without correction 9/60 equal-quality pairs were flagged, with Holm 0/60, and a planted regression was
+caught 60/60 either way.
 
 Use it from pytest: `assert_no_regression("golden/run", "new/run", tolerance=2.0)`.
 """
