@@ -135,7 +135,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     from harness.verifier_pool import VerifierPool
 
     names = task_registry.expand(cfg.tasks)
-    templates = {**parse_templates(None, names), **cfg.templates}
+    templates = cfg.templates
     loaded: dict[str, tuple[Task, list[Problem], dict]] = {}
     for name in names:
         task = task_registry.get(name)

@@ -142,12 +142,10 @@ class MicroOrder(MicroTask):
 
     def solution(self, problem, rng, error_rate):
         order = list(problem.answer)
-        chain = "<".join(order)
         if rng.random() < error_rate * (len(order) - 1):     # one careless swap of neighbours
             i = rng.randrange(len(order) - 1)
             order[i], order[i + 1] = order[i + 1], order[i]
-        return f" {chain}. <answer>{''.join(order)}</answer>" if order == list(problem.answer) else \
-            f" {'<'.join(order)}. <answer>{''.join(order)}</answer>"
+        return f" {'<'.join(order)}. <answer>{''.join(order)}</answer>"
 
     def extract(self, problem, completion):
         start = completion.find("<answer>")
@@ -229,12 +227,3 @@ CHECK_INPUTS = (-2, 0, 1, 5, 7, 12)
 
 
 MICRO_TASKS = ("micro_arith", "micro_order", "micro_code")
-
-
-def corpus_line(task: MicroTask, problem: Problem, solution: str) -> str:
-    """One training document: the prompt followed by the worked solution and the end-of-text marker."""
-    return task.prompt(problem) + solution
-
-
-def describe() -> str:
-    return json.dumps({"version": MICRO_VERSION, "eval_size": EVAL_SIZE})
