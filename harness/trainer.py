@@ -68,6 +68,9 @@ class EvalSchedule:
     data_dir: str | None = None
 
 
+LOGGERS = ("jsonl", "tensorboard")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str
@@ -93,6 +96,7 @@ class TrainConfig:
     workers: int | None = None
     verify_deadline_s: float = 10.0
     label: str | None = None
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])   # JSON lines always; "tensorboard" adds OUT/tensorboard
 
     def __post_init__(self):
         for name in ("prompts_per_step", "rollouts_per_prompt", "micro_batch_size", "ppo_epochs", "steps"):
@@ -102,6 +106,9 @@ class TrainConfig:
             raise UserError(f"field 'mini_batch_size': must be >= 1, got {self.mini_batch_size}")
         if not isinstance(self.method, dict) or "name" not in self.method:
             raise UserError("field 'method': needs a 'name' (one of rlvr methods)")
+        unknown = sorted(set(self.loggers) - set(LOGGERS))
+        if unknown:
+            raise UserError(f"field 'loggers': unknown logger {unknown[0]!r} (known: {', '.join(LOGGERS)})")
 
 
 def build_method(spec: dict[str, Any]):
@@ -154,6 +161,7 @@ class Trainer:
 
         self.cfg = cfg
         self.progress = progress
+        self._tb = None
         self.method = build_method(cfg.method)
         self.out = Path(cfg.out)
         self.ckpt_root = self.out / "checkpoints"
@@ -208,8 +216,7 @@ class Trainer:
                 update_stats = self._update(step, rollouts) if rollouts else {"skipped": 1.0}
                 record = {"step": step + 1, **sample_stats, **update_stats,
                           "time_rollout_s": round(t_roll, 3), "time_step_s": round(time.monotonic() - t0, 3)}
-                with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
+                self._log(record)
                 bar.set_postfix(reward=f"{sample_stats['reward_mean']:.3f}")
                 done = step + 1
                 last = done == self.cfg.steps
@@ -218,7 +225,29 @@ class Trainer:
                     ckpt = self._checkpoint(done)
                     if self.cfg.eval.tasks and (last or (self.cfg.eval.every and done % self.cfg.eval.every == 0)):
                         self._evaluate(done, ckpt, engine)
+        if self._tb is not None:
+            self._tb.close()
         return self.out
+
+    def _log(self, record: dict) -> None:
+        """One JSON line per step (always: reports read it), and TensorBoard scalars under OUT/tensorboard
+        when `loggers` lists "tensorboard" (method stats keep their `method/` prefix)."""
+        with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if "tensorboard" in self.cfg.loggers:
+            if self._tb is None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    raise UserError("field 'loggers': 'tensorboard' needs the tensorboard package "
+                                    "(pip install tensorboard)") from None
+                self._tb = SummaryWriter(log_dir=str(self.out / "tensorboard"))
+            step = record["step"]
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    tag = key if "/" in key else ("time/" + key if key.startswith("time_") else "train/" + key)
+                    self._tb.add_scalar(tag, value, step)
+            self._tb.flush()
 
     # ---- rollouts ------------------------------------------------------------------------------
 

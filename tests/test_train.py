@@ -84,6 +84,22 @@ def test_kl_to_reference_runs(tmp_path, tiny_model):
     assert "method/kl_ref" in log[-1]
 
 
+def test_tensorboard_logger_writes_the_step_metrics(tmp_path, tiny_model):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = train(config(tmp_path, tiny_model, "grpo", steps=2, loggers=["jsonl", "tensorboard"],
+                       method={"name": "grpo", "kl_coef": 0.0}), progress=False)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/reward_mean", "train/entropy", "method/pg_clipfrac", "time/time_step_s"} <= set(tags)
+    logged = [json.loads(line)["reward_mean"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    scalars = events.Scalars("train/reward_mean")
+    assert [e.step for e in scalars] == [1, 2]
+    assert [e.value for e in scalars] == pytest.approx(logged)     # float32 in the event file
+
+
 def test_periodic_evaluation_writes_runs(tmp_path, tiny_model):
     out = train(config(tmp_path, tiny_model, "nsr", steps=2,
                        eval={"every": 1, "tasks": ["test_first_digit"], "n": 4}), progress=False)
@@ -97,6 +113,7 @@ def test_periodic_evaluation_writes_runs(tmp_path, tiny_model):
     ({"steps": "many"}, "field 'steps': expected an integer"),
     ({"optimizer": {"lr": "fast"}}, "field 'optimizer.lr': expected a number"),
     ({"method": {"name": "nope"}}, "unknown method 'nope'"),
+    ({"loggers": ["jsonl", "wandb"]}, "field 'loggers': unknown logger 'wandb'"),
     ({"method": {"name": "grpo", "eps_lo": 0.1}}, "eps_lo"),
     ({"prompts_per_step": 0}, "prompts_per_step"),
 ])
