@@ -277,15 +277,27 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="training config (YAML); see reproduce/ for examples")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set steps=20 --set method.kl_coef=0 (repeatable)")
-    p.add_argument("--backend", default="local", choices=["local"], help="training backend (default: local)")
+    p.add_argument("--backend", default="local", choices=["local", "verl"],
+                   help="training backend: local (this process, CPU or one GPU) or verl (multi-GPU, "
+                        "multi-node; reads the config's optional verl: section) (default: local)")
+    p.add_argument("--print-only", action="store_true",
+                   help="with --backend verl: write the data files and print the verl launch, do not run it")
 
 
 @verb("train", "train a model with an RLVR method (resumes from the last checkpoint in --out)", _setup_train)
 def _cmd_train(a: argparse.Namespace) -> int:
-    from harness.config import load_config
-    from harness.trainer import TrainConfig, train
+    if a.backend == "verl":
+        from harness.verl_backend import launch
 
-    cfg = load_config(TrainConfig, a.config, a.set)
+        plan = launch.prepare(a.config, a.set)
+        print(plan.render(), flush=True)
+        return 0 if a.print_only else launch.run(plan)
+    if a.print_only:
+        raise UserError("--print-only: only with --backend verl")
+    from harness.trainer import train
+    from harness.verl_backend.launch import load
+
+    cfg, _ = load(a.config, a.set)     # the config's verl: section, if any, is for --backend verl
     print(train(cfg))
     return 0
 
@@ -293,21 +305,78 @@ def _cmd_train(a: argparse.Namespace) -> int:
 # ---- reproduce ---------------------------------------------------------------------------------
 
 def _setup_reproduce(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="recipe name: micro (the embedded default)")
-    p.add_argument("--quick", action="store_true", help="fewer problems, K = 64, fewer RL steps (about 3 minutes)")
-    p.add_argument("--out", help="output directory (default: runs/micro, or runs/micro-quick with --quick)")
+    p.add_argument("name", help="recipe: micro (the embedded default), a folder of reproduce/ (nsr, casp, casp_logic, "
+                                "casp_code, lp_reg, bbg) or a path to a recipe.yaml")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the recipe, check model/data/GPUs here, print the plan and a GPU-hour estimate")
+    p.add_argument("--scale", default="full", choices=["full", "micro"],
+                   help="full: the paper's setting (default); micro: the recipe's method configs on the micro "
+                        "world, on CPU")
+    p.add_argument("--quick", action="store_true", help="micro world: fewer problems, K = 64, fewer RL steps "
+                                                        "(about 3 minutes)")
+    p.add_argument("--out", help="output directory (default: runs/micro[-quick], runs/reproduce/NAME[-micro])")
     p.add_argument("--cache", default=".cache/rlvr", help="where the base model is cached (default: .cache/rlvr)")
-    p.add_argument("--methods", help="comma-separated subset of methods to train (default: all)")
+    p.add_argument("--methods", help="comma-separated subset of methods (micro) or arm ids (recipes) to run "
+                                     "(default: all)")
+    p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR)")
 
 
-@verb("reproduce", "run a paper's recipe; 'micro' trains every method on CPU and compares pass@k", _setup_reproduce)
+@verb("reproduce", "run a paper's recipe (--dry-run: plan and availability; --scale micro: on CPU); "
+                   "'micro' trains every method on CPU and compares pass@k", _setup_reproduce)
 def _cmd_reproduce(a: argparse.Namespace) -> int:
+    only = _csv_list(a.methods) if a.methods else None
     if a.name != "micro":
-        raise UserError(f"unknown recipe {a.name!r}; available: micro")
+        from harness.reproduce import reproduce
+
+        return reproduce(a.name, dry_run=a.dry_run, scale=a.scale, quick=a.quick, out=a.out, cache=a.cache,
+                         arms=only, data_dir=a.data_dir)
+    if a.dry_run:
+        raise UserError("--dry-run applies to the paper recipes; `rlvr reproduce micro --quick` is the short run")
     from harness.micro import run_micro
 
     out = a.out or ("runs/micro-quick" if a.quick else "runs/micro")
-    run_micro(out, a.cache, quick=a.quick, only=_csv_list(a.methods) if a.methods else None)
+    run_micro(out, a.cache, quick=a.quick, only=only)
+    return 0
+
+
+# ---- export-lm-eval ----------------------------------------------------------------------------
+
+def _setup_export_lm_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", required=True, help="comma-separated tasks and suites (math6, logic2, code2, all10)")
+    p.add_argument("--out", required=True, help="folder for the task YAMLs and their helper (lm_eval --include_path)")
+    p.add_argument("--n", type=int, default=16, help="samples per problem, lm-eval's repeats (default: 16)")
+    p.add_argument("--k", help="comma-separated pass@k columns (default: 1, 2, 4, ... up to n)")
+    p.add_argument("--template", help="prompt template: NAME for every task offering it, or task=NAME,...")
+    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (default: 0.6)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
+    p.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = not set (default: 0)")
+    p.add_argument("--max-new-tokens", type=int, default=4096, help="generation limit (default: 4096)")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--limit", type=int, help="only the first L problems of each task")
+    p.add_argument("--data-dir", help="benchmark directory to bake in (default at run time: $RLVR_DATA_DIR)")
+    p.add_argument("--model", help="tokenizer for chat-template prompts (default at run time: lm-eval's "
+                                   "tokenizer= or pretrained= model argument)")
+    p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10)")
+    p.add_argument("--workers", type=int, help="verifier processes (default: all CPUs)")
+
+
+@verb("export-lm-eval", "write our tasks as lm-eval task YAMLs (our prompts, verifiers, unbiased pass@k)",
+      _setup_export_lm_eval)
+def _cmd_export_lm_eval(a: argparse.Namespace) -> int:
+    from harness.evaluate import parse_templates
+    from harness.lmeval_export import ExportConfig, export_lm_eval
+    from harness.sampling import SamplingParams
+    from harness.tables import parse_ks
+    from tasks import expand
+
+    names = expand(a.tasks)
+    cfg = ExportConfig(
+        out=a.out, tasks=names, n=a.n, ks=parse_ks(a.k) if a.k else None,
+        templates=parse_templates(a.template, names),
+        sampling=SamplingParams(a.temperature, a.top_p, a.top_k, a.max_new_tokens, tuple(a.stop)),
+        limit=a.limit, data_dir=a.data_dir, model=a.model, deadline_s=a.deadline, workers=a.workers)
+    for path in export_lm_eval(cfg):
+        print(path)
     return 0
 
 

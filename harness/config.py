@@ -104,12 +104,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw)
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> T:
+def read_config_data(path: str | Path | None = None, overrides: list[str] | None = None,
+                     base: dict | None = None) -> dict:
+    """The mapping of a YAML config file (over `base`) with `--set key.path=value` overrides applied."""
     import yaml
 
     data: dict = dict(base or {})
-    name = str(path) if path else "config"
     if path is not None:
         try:
             with open(path, encoding="utf-8") as f:
@@ -129,6 +129,13 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             if not isinstance(node, dict):
                 raise UserError(f"--set {ov}: '{k}' is not a mapping")
         node[keys[-1]] = value
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> T:
+    data = read_config_data(path, overrides, base)
+    name = str(path) if path else "config"
     try:
         return from_dict(cls, data)
     except UserError as e:
