@@ -1,5 +1,15 @@
 """Result tables in the papers' style: rows = runs (and published reference rows), columns = benchmarks,
-cells "pass@1 / pass@256", per-domain and overall averages; Markdown, LaTeX or CSV."""
+cells "pass@1 / pass@256", per-domain and overall averages; Markdown, LaTeX or CSV.
+
+Published numbers (`--reference FILE[#TABLE]`) come as rows marked "[published]", and every run that
+matches a published row gets a delta row "Δ RUN − ROW" (ours minus the paper, in points, cell by cell,
+averages included). A run matches the first reference row whose label equals the run's label
+(case-insensitive), failing that the first row whose `match` list holds the run's label, failing that the
+first row whose `match` list holds the run's method name (run.json `method.name`; a run without one, say
+`rlvr eval` of some model, matches by label only: label it "base" for the base model; `rlvr reproduce`
+matches by the recipe's arm id instead). Runs that share a label and score disjoint benchmarks (one model evaluated under two
+protocols, e.g. Lp-Reg's avg@16 on AIME and greedy elsewhere) are merged into one row first.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +45,9 @@ class Row:
     reference: bool = False
     note: str = ""
     domains: dict[str, str] = field(default_factory=dict)
+    match: tuple[str, ...] = ()     # reference rows: the run labels / method names this row stands for
+    key: str | None = None          # run rows: a name `match` lists may hold (run.json's method name;
+                                    # harness/recipes.py puts the recipe's arm id here)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -58,34 +71,118 @@ def run_row(run: Run, ks: list[int]) -> Row:
                             f"fewer than k={max(ks)} (lower --k or sample more)")
         means = pass_at_k(n, c, np.array(ks)).mean(axis=0)
         scores[task] = {k: float(m) for k, m in zip(ks, means, strict=True)}
-    return Row(run.label, scores, domains={t: run.task_domain(t) for t in counts})
+    method = (run.info.get("method") or {}).get("name")
+    return Row(run.label, scores, domains={t: run.task_domain(t) for t in counts}, key=method)
+
+
+def reference_table(path: str | Path) -> tuple[dict, str]:
+    """The chosen table of a reference file, and its display name. `path` is `FILE` or `FILE#TABLE`.
+
+    A file holds one table, `{"source", "unit", "rows"}`, or several:
+    `{"default_table": ID, "tables": [{"id": ID, "source", "unit", "rows", ...}, ...]}` (reproduce/*/reference.json);
+    `#TABLE` picks one, else `default_table`, else the only one.
+    """
+    file, _, wanted = str(path).partition("#")
+    ref = read_json(Path(file), "reference numbers")
+    if not isinstance(ref, dict):
+        raise UserError(f"{file}: expected an object with a 'rows' list or a 'tables' list")
+    if "tables" not in ref:
+        if wanted:
+            raise UserError(f"{file}: has no 'tables' list, so no table {wanted!r} to choose")
+        if not isinstance(ref.get("rows"), list):
+            raise UserError(f"{file}: expected an object with a 'rows' list")
+        return ref, file
+    tables = ref["tables"]
+    if not isinstance(tables, list) or not all(isinstance(t, dict) and "id" in t for t in tables):
+        raise UserError(f"{file}: field 'tables' must be a list of objects with an 'id'")
+    ids = [str(t["id"]) for t in tables]
+    chosen = wanted or ref.get("default_table") or (ids[0] if len(ids) == 1 else None)
+    if chosen is None:
+        raise UserError(f"{file}: several tables ({', '.join(ids)}); choose one with {file}#ID")
+    if chosen not in ids:
+        raise UserError(f"{file}: no table {chosen!r} (tables: {', '.join(ids)})")
+    table = tables[ids.index(chosen)]
+    if not isinstance(table.get("rows"), list):
+        raise UserError(f"{file}#{chosen}: expected a 'rows' list")
+    return table, f"{file}#{chosen}"
 
 
 def reference_rows(path: str | Path, ks: list[int]) -> list[Row]:
-    """Published numbers from a JSON file:
+    """Published numbers from a JSON file (`FILE` or `FILE#TABLE`, see `reference_table`):
 
         {"source": "CaSP arXiv 2510.14807v3, Table 1", "unit": "percent",
-         "rows": [{"label": "GRPO", "scores": {"aime24": {"1": 30.1, "256": 70.0}, ...}}, ...]}
+         "rows": [{"label": "GRPO", "match": ["grpo"], "scores": {"aime24": {"1": 30.1, "256": 70.0}, ...}}, ...]}
+
+    `match` (optional) lists run labels / method names that stand for the row (see the module doc);
+    other row fields (`reported_avg`, `note`) are kept in the file for checks and readers, not shown.
     """
-    ref = read_json(Path(path), "reference numbers")
-    if not isinstance(ref, dict) or not isinstance(ref.get("rows"), list):
-        raise UserError(f"{path}: expected an object with a 'rows' list")
+    ref, name = reference_table(path)
     scale = {"percent": 0.01, "fraction": 1.0}.get(ref.get("unit", "percent"))
     if scale is None:
-        raise UserError(f"{path}: field 'unit' must be 'percent' or 'fraction'")
+        raise UserError(f"{name}: field 'unit' must be 'percent' or 'fraction'")
     rows = []
     for i, r in enumerate(ref["rows"]):
         if not isinstance(r, dict) or "label" not in r or not isinstance(r.get("scores"), dict):
-            raise UserError(f"{path}: rows[{i}] needs 'label' and a 'scores' object")
+            raise UserError(f"{name}: rows[{i}] needs 'label' and a 'scores' object")
+        match = r.get("match", [])
+        if not isinstance(match, list) or not all(isinstance(m, str) for m in match):
+            raise UserError(f"{name}: rows[{i}].match must be a list of strings")
         scores: dict[str, dict[int, float]] = {}
         for task, by_k in r["scores"].items():
             try:
                 vals = {int(k): float(v) * scale for k, v in by_k.items() if v is not None}
             except (TypeError, ValueError, AttributeError):
-                raise UserError(f"{path}: rows[{i}].scores.{task} must map k to a number") from None
+                raise UserError(f"{name}: rows[{i}].scores.{task} must map k to a number") from None
             scores[task] = {k: v for k, v in vals.items() if k in ks}
-        rows.append(Row(f"{r['label']} [published]", scores, reference=True, note=ref.get("source", "")))
+        rows.append(Row(f"{r['label']} [published]", scores, reference=True, note=ref.get("source", ""),
+                        match=(str(r["label"]), *match)))
     return rows
+
+
+def merge_same_label(rows: list[Row]) -> list[Row]:
+    """Merge run rows that share a label and have no benchmark in common (kept in first-seen order)."""
+    out: list[Row] = []
+    for row in rows:
+        twin = next((o for o in out if not o.reference and not row.reference and o.label == row.label
+                     and not set(o.scores) & set(row.scores)), None)
+        if twin is None:
+            out.append(Row(row.label, dict(row.scores), row.reference, row.note, dict(row.domains), row.match,
+                           row.key))
+        else:
+            twin.scores.update(row.scores)
+            twin.domains.update(row.domains)
+    return out
+
+
+def match_reference(run: Row, refs: list[Row]) -> Row | None:
+    """The published row that `run` stands beside (rules in the module doc), or None."""
+    label = run.label.casefold()
+    for pick in (lambda r: r.match[0].casefold() == label,
+                 lambda r: label in (m.casefold() for m in r.match[1:]),
+                 lambda r: run.key is not None and run.key.casefold() in (m.casefold() for m in r.match[1:])):
+        hit = next((r for r in refs if r.match and pick(r)), None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def delta_records(rows: list[Row], records: list[dict], columns: list[str], ks: list[int]) -> list[dict]:
+    """One record per run matched to a published row: ours minus theirs where both have a number."""
+    by_row = {id(row): rec for row, rec in zip(rows, records, strict=True)}
+    refs = [r for r in rows if r.reference]
+    out = []
+    for run in (r for r in rows if not r.reference):
+        ref = match_reference(run, refs)
+        if ref is None:
+            continue
+        ours, theirs = by_row[id(run)], by_row[id(ref)]
+        rec: dict = {"label": f"Δ {run.label} − {ref.match[0]}", "delta": True}
+        for c in columns:
+            rec[c] = {k: (ours[c][k] - theirs[c][k] if ours[c][k] is not None and theirs[c][k] is not None
+                          else None) for k in ks}
+        rec["shared"] = any(v is not None for c in columns for v in rec[c].values())
+        out.append(rec)
+    return out
 
 
 def check_same_problems(runs: list[Run]) -> None:
@@ -144,8 +241,8 @@ def build_table(rows: list[Row], ks: list[int], tasks: list[str] | None = None) 
 
 
 def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "md") -> str:
-    def pct(v: float | None) -> str:
-        return "–" if v is None else f"{100 * v:.1f}"
+    def cell(rec: dict, v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:+.1f}" if rec.get("delta") else f"{100 * v:.1f}"
 
     if fmt == "csv":
         buf = io.StringIO()
@@ -156,7 +253,7 @@ def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "m
                                          for c in columns for k in ks])
         return buf.getvalue()
     head = " / ".join(f"pass@{k}" for k in ks)
-    body = [[rec["label"]] + [" / ".join(pct(rec[c][k]) for k in ks) for c in columns] for rec in records]
+    body = [[rec["label"]] + [" / ".join(cell(rec, rec[c][k]) for k in ks) for c in columns] for rec in records]
     if fmt == "md":
         return f"Scores in %, cells are {head}.\n\n" + tabulate(body, headers=["run", *columns],
                                                                   tablefmt="github", disable_numparse=True)
@@ -179,10 +276,24 @@ def table(run_paths: list[str], ks: list[int] | None = None, fmt: str = "md", re
     if not allow_different_problems:
         check_same_problems(runs)
     ks = default_table_ks(runs) if ks is None else ks
-    rows = [run_row(r, ks) for r in runs]
+    return table_from_rows([run_row(r, ks) for r in runs], ks, fmt, reference, tasks)
+
+
+def table_from_rows(rows: list[Row], ks: list[int], fmt: str = "md", reference: str | None = None,
+                    tasks: list[str] | None = None) -> str:
+    """Render run rows (already scored at `ks`) with the published rows of `reference` and the deltas."""
+    rows = merge_same_label(rows)
     if reference:
         rows += reference_rows(reference, ks)
     if not rows:
         raise UserError("nothing to tabulate: give run directories or --reference")
     columns, records = build_table(rows, ks, tasks)
-    return render(columns, records, ks, fmt)
+    deltas = delta_records(rows, records, columns, ks)
+    shown = [d for d in deltas if d["shared"]]
+    text = render(columns, records + shown, ks, fmt)
+    if fmt == "md" and deltas and not shown:
+        text += ("\n\nNo deltas: the matched runs and the published rows share no benchmark column "
+                 "(micro-world runs score the micro tasks, not the paper's benchmarks).")
+    elif fmt == "md" and shown:
+        text += "\n\nΔ rows: ours minus published, in points."
+    return text
