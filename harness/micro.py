@@ -35,12 +35,12 @@ class MicroRecipe:
     base_problems_per_family: int = 3000
     base_error_rate: tuple[tuple[str, float], ...] = (("micro_arith", 0.12), ("micro_order", 0.1),
                                                       ("micro_code", 0.15))
-    pretrain: PretrainConfig = PretrainConfig(steps=600, batch_size=64, lr=3e-3, warmup=50)
+    pretrain: PretrainConfig = PretrainConfig(steps=2000, batch_size=64, lr=3e-3, warmup=50)
     # RL: the same budget for every method
     methods: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
         ("grpo", (("kl_coef", 0.0),)), ("psr", ()), ("nsr", ()), ("w_reinforce", ()),
         ("lp_reg", ()), ("casp", ()), ("bbg", ()))
-    rl_steps: int = 40
+    rl_steps: int = 30
     prompts_per_step: int = 16
     rollouts_per_prompt: int = 8
     lr: float = 2e-4
@@ -48,7 +48,7 @@ class MicroRecipe:
     max_new_tokens: int = 48
     # evaluation
     eval_n: int = 1024
-    eval_limit: int = 12            # held-out problems per family
+    eval_limit: int = 8             # held-out problems per family
     seed: int = 0
 
     def base_key(self) -> str:
@@ -93,16 +93,43 @@ def build_base(recipe: MicroRecipe, cache: Path, progress: bool = True) -> Path:
     return target
 
 
+def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, overrides=(), progress: bool = True) -> Path:
+    """Train one method from the base with the recipe's budget into OUT/train/NAME; returns its last
+    checkpoint (resumes when one exists)."""
+    from harness.config import from_dict
+    from harness.trainer import TrainConfig, train
+
+    cfg = from_dict(TrainConfig, {
+        "model": str(base), "out": str(out / "train" / name), "tasks": list(recipe.families),
+        "method": {"name": name, **dict(overrides)}, "prompts_per_step": recipe.prompts_per_step,
+        "rollouts_per_prompt": recipe.rollouts_per_prompt, "micro_batch_size": 64,
+        "steps": recipe.rl_steps, "optimizer": {"lr": recipe.lr},
+        "sampling": {"temperature": recipe.temperature, "max_new_tokens": recipe.max_new_tokens},
+        "seed": recipe.seed, "label": name})
+    train(cfg, progress=progress)
+    return out / "train" / name / "checkpoints" / "last"
+
+
+def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str, progress: bool = True) -> Path:
+    """K = recipe.eval_n samples per held-out problem into the run directory OUT/runs/LABEL."""
+    from harness.evaluate import EvalConfig, evaluate
+    from harness.sampling import SamplingParams
+
+    run_dir = out / "runs" / label
+    sampling = SamplingParams(recipe.temperature, 1.0, 0, recipe.max_new_tokens)
+    evaluate(EvalConfig(model=str(model), tasks=list(recipe.families), out=str(run_dir), n=recipe.eval_n,
+                        sampling=sampling, seed=recipe.seed, limit=recipe.eval_limit, chunk=256, label=label,
+                        method=None if label == "base" else {"name": label}),
+             progress=progress, print_table=False)
+    return run_dir
+
+
 def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress: bool = True,
               recipe: MicroRecipe | None = None, only: list[str] | None = None) -> dict:
     """Run every stage; returns the per-stage times. Resumable: finished trainings and evaluations are
     picked up from OUT (the trainer resumes from checkpoints, `rlvr eval` from its samples)."""
-    from harness.config import from_dict
-    from harness.evaluate import EvalConfig, evaluate
     from harness.plots import plot_runs
-    from harness.sampling import SamplingParams
     from harness.tables import table
-    from harness.trainer import TrainConfig, train
 
     recipe = recipe or MicroRecipe()
     if quick:
@@ -116,32 +143,17 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     base = build_base(recipe, cache, progress)
     times["base model"] = time.monotonic() - t0
 
-    families = list(recipe.families)
-    sampling = SamplingParams(recipe.temperature, 1.0, 0, recipe.max_new_tokens)
     models = {"base": base}
     chosen = [(n, o) for n, o in recipe.methods if only is None or n in only]
     for name, overrides in chosen:
         t0 = time.monotonic()
-        cfg = from_dict(TrainConfig, {
-            "model": str(base), "out": str(out / "train" / name), "tasks": families,
-            "method": {"name": name, **dict(overrides)}, "prompts_per_step": recipe.prompts_per_step,
-            "rollouts_per_prompt": recipe.rollouts_per_prompt, "micro_batch_size": 64,
-            "steps": recipe.rl_steps, "optimizer": {"lr": recipe.lr},
-            "sampling": {"temperature": recipe.temperature, "max_new_tokens": recipe.max_new_tokens},
-            "seed": recipe.seed, "label": name})
-        train(cfg, progress=progress)
-        models[name] = out / "train" / name / "checkpoints" / "last"
+        models[name] = train_method(recipe, base, out, name, overrides, progress)
         times[f"train {name}"] = time.monotonic() - t0
 
     runs = []
     for label, model in models.items():
         t0 = time.monotonic()
-        run_dir = out / "runs" / label
-        evaluate(EvalConfig(model=str(model), tasks=families, out=str(run_dir), n=recipe.eval_n, sampling=sampling,
-                            seed=recipe.seed, limit=recipe.eval_limit, chunk=256, label=label,
-                            method=None if label == "base" else {"name": label}),
-                 progress=progress, print_table=False)
-        runs.append(str(run_dir))
+        runs.append(str(evaluate_model(recipe, model, out, label, progress)))
         times[f"eval {label}"] = time.monotonic() - t0
 
     t0 = time.monotonic()
@@ -163,4 +175,4 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     return times
 
 
-__all__ = ["MicroRecipe", "QUICK", "build_base", "run_micro"]
+__all__ = ["MicroRecipe", "QUICK", "build_base", "evaluate_model", "run_micro", "train_method"]

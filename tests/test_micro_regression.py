@@ -1,0 +1,86 @@
+"""The CI regression test of the main job: `rlvr reproduce micro --quick`, compared with committed goldens.
+
+The quick run (every method, K = 64 samples on 6 held-out problems per family) is compared, model by
+model, with the golden runs in tests/goldens/micro-quick through `rlvr compare`'s paired bootstrap with
+Holm's correction, so a different CPU (other floating-point rounding, so other samples) passes while a
+broken method fails. The second test shows that it does fail: GRPO with its loss sign flipped, trained
+with the same budget, is flagged against GRPO's golden.
+
+Refresh the goldens after an intended change of the micro world, the base recipe or a method:
+`bash tests/goldens/refresh.sh` (see tests/goldens/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import methods
+from harness.compare import compare_runs
+from harness.micro import QUICK, MicroRecipe, build_base, evaluate_model, run_micro, train_method
+from methods.grpo import GRPO
+
+pytestmark = pytest.mark.regression      # tox -e regression (CI runs it after the test suite)
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "goldens" / "micro-quick"
+CACHE = REPO / ".cache" / "rlvr"          # the same base-model cache as `rlvr reproduce micro`
+TOLERANCE = 2.0                           # points of pass@k a model may lose before it counts
+
+
+def _golden_labels() -> list[str]:
+    return sorted(p.name for p in (GOLDEN / "runs").iterdir() if (p / "metrics.json").exists())
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("micro-quick")
+    run_micro(out, CACHE, quick=True, progress=False)
+    return out
+
+
+def test_goldens_were_made_by_this_recipe():
+    """A changed recipe needs new goldens: the committed recipe.json must equal today's quick recipe."""
+    from dataclasses import asdict, replace
+
+    want = json.loads(json.dumps(asdict(replace(MicroRecipe(), **QUICK)) | {"quick": True}, default=str))
+    have = json.loads((GOLDEN / "recipe.json").read_text())
+    assert have == want, "tests/goldens/micro-quick is stale: run `bash tests/goldens/refresh.sh`"
+
+
+def test_every_model_matches_its_golden(quick_run):
+    labels = _golden_labels()
+    assert labels == sorted(["base", *(name for name, _ in MicroRecipe().methods)])
+    failures = []
+    for label in labels:
+        cmp = compare_runs(str(GOLDEN / "runs" / label), str(quick_run / "runs" / label), tolerance=TOLERANCE)
+        assert sum(cmp.shared.values()) == 3 * QUICK["eval_limit"]
+        if cmp.regressions:
+            failures.append(f"{label}:\n{cmp.render()}")
+    assert not failures, "\n\n".join(failures)
+
+
+@methods.register("grpo_sign_flipped")
+@dataclass(frozen=True)
+class SignFlippedGRPO(GRPO):
+    """The planted regression: GRPO whose loss has the wrong sign (it learns to fail)."""
+
+    def loss(self, batch):
+        loss, stats = super().loss(batch)
+        return -loss, stats
+
+
+def test_planted_sign_flip_is_caught(quick_run, tmp_path):
+    recipe = MicroRecipe(**QUICK)
+    base = build_base(recipe, CACHE, progress=False)      # cached by the quick run
+    grpo_overrides = dict(dict(recipe.methods)["grpo"])
+    model = train_method(recipe, base, tmp_path, "grpo_sign_flipped", tuple(grpo_overrides.items()), progress=False)
+    run = evaluate_model(recipe, model, tmp_path, "grpo_sign_flipped", progress=False)
+    cmp = compare_runs(str(GOLDEN / "runs" / "grpo"), str(run), tolerance=TOLERANCE)
+    assert cmp.regressions, "a sign-flipped GRPO was not caught:\n" + cmp.render()
+    # and the same budget with the right sign, from the same base, is not flagged (the quick run's GRPO)
+    assert not compare_runs(str(GOLDEN / "runs" / "grpo"), str(quick_run / "runs" / "grpo"),
+                            tolerance=TOLERANCE).regressions
