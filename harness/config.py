@@ -39,6 +39,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
                 errors.append(str(e))
         raise UserError(errors[0] if len(errors) == 1 else f"field '{where}': expected {_type_name(hint)}, "
                         f"got {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise UserError(f"field '{where}': expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise UserError(f"field '{where}': expected a mapping, got {value!r}")

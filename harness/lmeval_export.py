@@ -12,9 +12,10 @@ The export writes, into one folder for `lm_eval --include_path DIR`:
 What lm-eval does with it, and why each piece is there (facts from the installed lm-eval 0.4.13 source):
 - Data: `custom_dataset` is called as `fn(**metadata, **dataset_kwargs)` (api/task.py `download`), where
   the metadata holds the model arguments (`pretrained=...`: the CLI and `simple_evaluate` merge them into
-  the metadata of the TaskManager they build; one built by hand needs `metadata=model_args`). `load_docs` loads the problems with our loader, renders each prompt exactly as
-  `rlvr eval` does (same template default, `meta["template"]` set, first L problems) and returns one
-  `test` split of string columns. Templates that use the model's chat template load the tokenizer of
+  the metadata of the TaskManager they build; one built by hand needs `metadata=model_args`).
+  `load_docs` loads the problems with our loader, renders each prompt exactly as `rlvr eval` does (same
+  template default, `meta["template"]` set, first L problems) and returns one `test` split of string
+  columns. Templates that use the model's chat template load the tokenizer of
   the model under evaluation (`tokenizer=`, else `pretrained=` model argument) unless the export named
   one with `--model`.
 - Prompt: `doc_to_text: prompt` names a column, which lm-eval returns verbatim (no Jinja), and with zero
@@ -214,12 +215,14 @@ def export_lm_eval(cfg: ExportConfig) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"n": cfg.n, "pass_ks": cfg.pass_ks, "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
-                "limit": cfg.limit, "data_dir": cfg.data_dir, "model": cfg.model, "deadline_s": cfg.deadline_s,
-                "workers": cfg.workers, "tasks": names}
+    settings = {"n": cfg.n, "pass_ks": cfg.pass_ks,
+                "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)}, "limit": cfg.limit,
+                "data_dir": cfg.data_dir, "model": cfg.model, "deadline_s": cfg.deadline_s, "workers": cfg.workers,
+                "tasks": names}
     helper = out / f"{HELPER_MODULE}.py"
-    helper.write_text(HELPER_SOURCE.format(settings="\n".join(f"    {k}: {json.dumps(v)}" for k, v in settings.items()), ks=tuple(cfg.pass_ks),
-                                           deadline=float(cfg.deadline_s), workers=cfg.workers), encoding="utf-8")
+    lines = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in settings.items())
+    helper.write_text(HELPER_SOURCE.format(settings=lines, ks=tuple(cfg.pass_ks), deadline=float(cfg.deadline_s),
+                                           workers=cfg.workers), encoding="utf-8")
     written = [helper]
     header = f"# written by `rlvr export-lm-eval` (rlvr-harness) for lm-eval {LMEVAL_VERSION}\n"
     for name in names:

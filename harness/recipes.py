@@ -220,16 +220,30 @@ def validate(recipe: Recipe, path: Path) -> None:
         fail("status", f"expected paper or reconstruction, got {recipe.status!r}")
     if not (recipe.model.hub or recipe.model.path):
         fail("model", "needs 'hub' or 'path'")
+    if recipe.model.params_b <= 0:
+        fail("model.params_b", f"must be > 0, got {recipe.model.params_b}")
+    tp = recipe.throughput
+    if not 0 < tp.mfu <= 1 or (tp.decode_tokens_per_s is not None and tp.decode_tokens_per_s <= 0):
+        fail("throughput", "mfu must be in (0, 1] and decode_tokens_per_s > 0")
     if recipe.hardware.backend not in ("local", "verl"):
         fail("hardware.backend", f"expected local or verl, got {recipe.hardware.backend!r}")
     if recipe.hardware.gpus < 0:
         fail("hardware.gpus", "must be >= 0")
     if recipe.hardware.backend == "local" and recipe.hardware.gpus > 1:
         fail("hardware.backend", "our local trainer uses one device; recipes needing several GPUs use verl")
+    if recipe.verl:
+        from harness.config import from_dict
+        from harness.verl_backend.launch import VerlSection
+
+        try:
+            from_dict(VerlSection, dict(recipe.verl), "verl")
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from None
     task("train_data.task", recipe.train_data.task)
     t = recipe.training
-    for name in ("prompts_per_step", "rollouts_per_prompt", "steps", "micro_batch_size", "ppo_epochs"):
-        if getattr(t, name) < 1:
+    for name in ("prompts_per_step", "rollouts_per_prompt", "steps", "micro_batch_size", "ppo_epochs",
+                 "mini_batch_size"):
+        if getattr(t, name) is not None and getattr(t, name) < 1:
             fail(f"training.{name}", f"must be >= 1, got {getattr(t, name)}")
     if recipe.template is not None and not any(recipe.template in task(f"evaluations[{i}].tasks", n).templates
                                                for i, ev in enumerate(recipe.evaluations) for n in ev.tasks):
@@ -242,6 +256,9 @@ def validate(recipe: Recipe, path: Path) -> None:
             fail(f"{where}.id", f"{arm.id!r} is taken (ids are unique and 'base' is the base model)")
         if arm.label in [a.label for a in recipe.arms[:i]]:
             fail(f"{where}.label", f"{arm.label!r} is used by another arm")
+        for name in ("steps", "mini_batch_size"):
+            if getattr(arm, name) is not None and getattr(arm, name) < 1:
+                fail(f"{where}.{name}", f"must be >= 1, got {getattr(arm, name)}")
         if arm.from_arm is not None:
             if arm.method:
                 fail(f"{where}.method", "an arm with 'from_arm' evaluates a checkpoint and trains nothing")
@@ -368,18 +385,6 @@ def _lines(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def verl_backend_available() -> bool:
-    """True when `rlvr train --backend verl` is offered by this install's CLI."""
-    import argparse
-
-    from harness.cli import VERBS
-
-    parser = argparse.ArgumentParser()
-    VERBS["train"][1](parser)
-    action = next((a for a in parser._actions if a.dest == "backend"), None)
-    return bool(action and action.choices and "verl" in action.choices)
-
-
 def gpu_count() -> int:
     import torch
 
@@ -465,21 +470,18 @@ def availability(recipe: Recipe, data_dir: str | Path | None) -> tuple[list[str]
         else:
             found.append("engine: vllm")
     for ev in recipe.evaluations:
-        if ev.answer_extraction == "any_boxed" and not _eval_supports_answer_mode():
+        if ev.answer_extraction == "any_boxed" and not eval_supports_answer_mode():
             missing.append(Missing("feature", f"evaluation {ev.id} any_boxed",
                                    "rlvr eval has no extraction option (EvalConfig); the last box is scored"))
     return found, missing
 
 
 def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
-    """The verl backend: offered by the CLI, verl installed at the pinned version, every arm's method
-    runnable there (`launch.check_method`: no row dropping or refilling, no old-policy candidates)."""
+    """The verl backend: verl installed at the pinned version, every arm's method runnable there
+    (`launch.check_method`: no row dropping or refilling, no old-policy candidates)."""
     from importlib import metadata
 
     import methods
-
-    if not verl_backend_available():
-        return [], [Missing("backend", "verl", "`rlvr train --backend verl` is not available in this install")]
     from harness.verl_backend import VERL_VERSION
     from harness.verl_backend.launch import check_method
 
@@ -492,7 +494,7 @@ def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
         found.append(f"backend: verl {version}")
     else:
         missing.append(Missing("backend", "verl", (f"verl {version} is installed, the backend is pinned to "
-                                                   if version else "not installed; ")
+                                                   f"{VERL_VERSION}; " if version else "not installed; ")
                                + f"pip install 'verl[vllm]=={VERL_VERSION}' on the GPU machine"))
     for arm in (a for a in recipe.arms if a.trained):
         spec = arm.method_for("verl")
@@ -503,7 +505,8 @@ def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
     return found, missing
 
 
-def _eval_supports_answer_mode() -> bool:
+def eval_supports_answer_mode() -> bool:
+    """Whether `rlvr eval` (EvalConfig) can select the any-boxed extraction yet."""
     from harness.evaluate import EvalConfig
 
     return "answer_mode" in {f.name for f in dataclasses.fields(EvalConfig)}

@@ -23,6 +23,7 @@ from harness.recipes import (
     Recipe,
     checkpoints_evaluated,
     eval_models,
+    eval_supports_answer_mode,
     format_plan,
     load_recipe,
     model_source,
@@ -163,14 +164,14 @@ def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[A
         templates = {n: recipe.template for n in ev.tasks if recipe.template in _templates(n)} | ev.templates
         # any-boxed scoring goes through rlvr eval once EvalConfig offers it; until then the plan lists it as
         # unavailable and the last box is scored
-        supported = "answer_mode" in {f.name for f in dataclasses.fields(EvalConfig)}
-        extraction = {"answer_mode": ev.answer_extraction} if ev.answer_extraction == "any_boxed" and supported else {}
+        extraction = ({"answer_mode": ev.answer_extraction}
+                      if ev.answer_extraction == "any_boxed" and eval_supports_answer_mode() else {})
         rows = []
         for model in (m for m in eval_models(recipe, ev) if m == "base" or m in ids):
             arm = None if model == "base" else recipe.arm(model)
             label = "base" if arm is None else arm.label
             trained_arm = None if arm is None else recipe.arm(arm.from_arm) if arm.from_arm else arm
-            method = None if trained_arm is None else dict(trained_arm.method)
+            method = None if trained_arm is None else trained_arm.method_for(recipe.hardware.backend)
             candidates = []
             for step in checkpoints_evaluated(recipe, ev, model):
                 ckpt = None if step is None else hf_checkpoint(recipe, out, trained_arm.id, step)
@@ -257,14 +258,12 @@ def micro_recipe_for(recipe: Recipe, arms: list[str] | None, base=None):
     entries, notes = micro_methods(recipe, arms)
     if not entries:
         raise UserError(f"recipe {recipe.name}: no trained arm selected for the micro world")
-    wanted = {"methods": entries, "rollouts_per_prompt": recipe.training.rollouts_per_prompt,
-              "temperature": recipe.training.sampling.temperature}
-    known = {f.name for f in dataclasses.fields(MicroRecipe)}
-    notes += [f"MicroRecipe has no field {k!r}: kept the micro default" for k in wanted if k not in known]
-    if "temperature" in known and wanted["temperature"] != base.temperature:
-        notes.append(f"rollout temperature {wanted['temperature']:g} (the recipe's); harness.micro samples its "
+    temperature = recipe.training.sampling.temperature
+    if temperature != base.temperature:
+        notes.append(f"rollout temperature {temperature:g} (the recipe's); harness.micro samples its "
                      f"evaluations at the same temperature")
-    return dataclasses.replace(base, **{k: v for k, v in wanted.items() if k in known}), notes
+    return dataclasses.replace(base, methods=entries, rollouts_per_prompt=recipe.training.rollouts_per_prompt,
+                               temperature=temperature), notes
 
 
 def quick_budget(micro):
@@ -330,12 +329,12 @@ def reproduce(name: str, dry_run: bool = False, scale: str = "full", quick: bool
     if quick:
         raise UserError("--quick applies to the micro world: add --scale micro")
     if dry_run:
-        print(format_plan(plan(recipe, path, data_dir)))
+        # the plan of the arms --methods names (all by default), as `rlvr reproduce` would run them
+        chosen = dataclasses.replace(recipe, arms=_choose_arms(recipe, arms))
+        print(format_plan(plan(chosen, path, data_dir)))
         return 0
     run_recipe(recipe, path, out or f"runs/reproduce/{recipe.name}", data_dir, arms, progress)
     return 0
-
-
 
 
 __all__ = ["reproduce", "run_recipe", "run_micro_scale", "micro_recipe_for", "train_config", "select_checkpoint"]

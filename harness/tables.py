@@ -7,8 +7,9 @@ averages included). A run matches the first reference row whose label equals the
 (case-insensitive), failing that the first row whose `match` list holds the run's label, failing that the
 first row whose `match` list holds the run's method name (run.json `method.name`; a run without one, say
 `rlvr eval` of some model, matches by label only: label it "base" for the base model; `rlvr reproduce`
-matches by the recipe's arm id instead). Runs that share a label and score disjoint benchmarks (one model evaluated under two
-protocols, e.g. Lp-Reg's avg@16 on AIME and greedy elsewhere) are merged into one row first.
+matches by the recipe's arm id instead). Runs that share a label and score disjoint benchmarks (one model
+evaluated under two protocols, e.g. Lp-Reg's avg@16 on AIME and greedy elsewhere) are merged into one row
+first.
 """
 
 from __future__ import annotations

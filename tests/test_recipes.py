@@ -157,6 +157,10 @@ def write_recipe(tmp_path, mutate) -> Path:
     (lambda d: d["evaluations"][0].update(checkpoint="best_per_task"), "evaluations[0].every"),
     (lambda d: d["arms"].append({"id": "x", "label": "X", "from_arm": "grpo", "step": 70}), "arms[4].step"),
     (lambda d: d["evaluations"][0].update(tasks=["math", "bbh"]), "evaluations[0].answer_extraction"),
+    (lambda d: d["model"].update(params_b=0.0), "model.params_b"),        # the estimate divides by these
+    (lambda d: d["throughput"].update(mfu=0.0), "throughput"),
+    (lambda d: d["arms"][1].update(steps=-3), "arms[1].steps"),
+    (lambda d: d.update(verl={"nodes": 2}), "verl.nodes"),
 ])
 def test_recipe_errors_name_the_file_and_the_field(tmp_path, mutate, field):
     path = write_recipe(tmp_path, mutate)
@@ -170,6 +174,8 @@ def test_recipe_errors_name_the_file_and_the_field(tmp_path, mutate, field):
     (["reproduce", "nsr", "--quick"], "add --scale micro"),
     (["reproduce", "micro", "--dry-run"], "--dry-run applies to the paper recipes"),
     (["reproduce", "nsr", "--dry-run", "--scale", "micro", "--methods", "ppo"], "no arm 'ppo'"),
+    (["reproduce", "nsr", "--dry-run", "--methods", "ppo"], "no arm 'ppo'"),
+    (["reproduce", "bbg", "--dry-run", "--methods", "w_reinforce_es5"], "needs arm w_reinforce"),
 ])
 def test_reproduce_user_errors(capsys, argv, message):
     code, _, err = run_cli(capsys, *argv)

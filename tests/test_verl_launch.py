@@ -145,6 +145,9 @@ def test_load_splits_the_verl_section_and_applies_overrides(tmp_path):
     path.write_text("model: m\nout: o\ntasks: [micro_arith]\nverl: {gpus: 2}\n")
     with pytest.raises(UserError, match=r"c.yaml: field 'verl.gpus': unknown"):
         launch.load(path)
+    path.write_text("model: m\nout: o\ntasks: [micro_arith]\nverl: {strategy: megatron}\n")
+    with pytest.raises(UserError, match=r"field 'verl.strategy': expected one of fsdp, fsdp2, got 'megatron'"):
+        launch.load(path)
 
 
 def test_cli_print_only_writes_the_data_and_prints_the_launch(tmp_path, tiny_model, capsys):

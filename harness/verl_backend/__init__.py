@@ -18,7 +18,7 @@ Names shared by the pieces live here, so the launcher can use them without impor
 from __future__ import annotations
 
 __all__ = ["VERL_VERSION", "NAME_PREFIX", "PLUGIN_MODULE", "METHOD_ENV", "VERIFY_WORKERS_ENV",
-           "VERIFY_DEADLINE_ENV", "verl_name"]
+           "VERIFY_DEADLINE_ENV", "UNSUPPORTED_FIELDS", "verl_name"]
 
 # The one verl release the plugin and the patch are written and tested against (pyproject's `verl` extra).
 VERL_VERSION = "0.9.1"
@@ -30,6 +30,9 @@ PLUGIN_MODULE = "harness.verl_backend.plugin"
 METHOD_ENV = "RLVR_VERL_METHOD"              # JSON of the `method:` block: {"name": "lp_reg", "rho": 0.01}
 VERIFY_WORKERS_ENV = "RLVR_VERIFY_WORKERS"    # verifier processes per verl reward worker
 VERIFY_DEADLINE_ENV = "RLVR_VERIFY_DEADLINE_S"
+
+# TokenBatch fields the verl backend cannot produce (CaSP's `candidates: old`; see patch.py)
+UNSUPPORTED_FIELDS = frozenset({"old_topk_ids", "logp_at_old_topk"})
 
 
 def verl_name(method: str) -> str:

@@ -42,6 +42,7 @@ from harness.trainer import TrainConfig, build_method, training_problems
 from harness.verl_backend import (
     METHOD_ENV,
     PLUGIN_MODULE,
+    UNSUPPORTED_FIELDS,
     VERIFY_DEADLINE_ENV,
     VERIFY_WORKERS_ENV,
     VERL_VERSION,
@@ -56,9 +57,6 @@ __all__ = ["VerlSection", "VerlLaunch", "load", "translate", "prepare", "run", "
 # A chat template that emits each message's content verbatim: our prompts arrive rendered.
 RAW_PROMPT_TEMPLATE = "{% for message in messages %}{{ message.content }}{% endfor %}"
 REWARD_PATH = "pkg://harness.verl_backend.reward"
-# TokenBatch fields the verl backend cannot produce (harness/verl_backend/patch.py)
-_UNSUPPORTED = frozenset({"old_topk_ids", "logp_at_old_topk"})
-_FORWARD_FIELDS = frozenset({"proxy_logp", "topk_logp", "topk_ids"})
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> tuple[TrainCon
 def check_method(method: Method) -> None:
     """UserError for method settings verl 0.9.1 cannot run as our trainer does."""
     where = f"field 'method' ({method.name})"
-    bad = method.requires & _UNSUPPORTED
+    bad = method.requires & UNSUPPORTED_FIELDS
     if bad:
         raise UserError(f"{where}: needs {', '.join(sorted(bad))}, which the verl backend cannot compute; "
                         f"for CaSP set method.candidates: current")

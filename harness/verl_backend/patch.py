@@ -35,20 +35,17 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from harness.token_stats import default_chunk_size
-from harness.verl_backend import NAME_PREFIX, VERL_VERSION
+from harness.verl_backend import NAME_PREFIX, UNSUPPORTED_FIELDS, VERL_VERSION
 from methods.base import Method
 from methods.lp_reg import minp_proxy_logprobs
 
-__all__ = ["VerlPatchError", "TARGETS", "check_targets", "install", "installed", "forward_fields",
-           "logits_stats", "FIELD_PREFIX", "UNSUPPORTED_FIELDS"]
+__all__ = ["VerlPatchError", "TARGETS", "check_targets", "install", "logits_stats", "FIELD_PREFIX"]
 
 FIELD_PREFIX = "rlvr_"       # key prefix of our fields in verl's model_output and data
 
 # Fields computed by the patched forward, by pass.
 OLD_PASS_FIELDS = frozenset({"proxy_logp"})
 UPDATE_PASS_FIELDS = frozenset({"topk_logp", "topk_ids"})
-# TokenBatch fields the verl backend cannot produce.
-UNSUPPORTED_FIELDS = frozenset({"old_topk_ids", "logp_at_old_topk"})
 
 # (module, attribute path, parameter names) that the patch replaces or calls.
 TARGETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -101,16 +98,6 @@ def check_targets() -> None:
         got = tuple(inspect.signature(fn).parameters)
         if got[:len(params)] != params:
             raise VerlPatchError(f"rlvr's verl patch: {module}.{path} has parameters {got}, expected {params}")
-
-
-def forward_fields(method: Method) -> frozenset[str]:
-    """The fields of `method.requires` that only the patched forward can produce."""
-    return method.requires & (OLD_PASS_FIELDS | UPDATE_PASS_FIELDS)
-
-
-def installed() -> Method | None:
-    """The method the patch was installed for (None: not installed)."""
-    return _STATE["method"]
 
 
 def install(method: Method) -> None:
