@@ -11,6 +11,7 @@ pool, and completions are written out as units finish.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections import deque
@@ -128,9 +129,10 @@ def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
 
 
 def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, progress: bool = True,
-             print_table: bool = True) -> Run:
+             print_table: bool = True, pool=None) -> Run:
     """Run (or resume) an evaluation; returns the finished run. `engine`/`tokenizer` may be passed in
-    (the trainer evaluates its in-memory policy this way)."""
+    (the trainer evaluates its in-memory policy this way), and so may a running `VerifierPool` (a
+    driver that evaluates many models reuses one pool and its verdict cache)."""
     from harness.models import model_fingerprint
     from harness.verifier_pool import VerifierPool
 
@@ -179,7 +181,8 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     total = sum(len(u.indices) for u in units)
     if total == 0:
         print(f"rlvr: {cfg.out}: all {cfg.n} samples of every problem are already done", file=sys.stderr)
-    _sample_and_verify(cfg, run, units, engine, prompts, total, progress, VerifierPool)
+    _sample_and_verify(cfg, run, units, engine, prompts, total, progress,
+                       VerifierPool if pool is None else (lambda **_: contextlib.nullcontext(pool)))
     update_metrics(run)
     run.finish()
     if print_table:

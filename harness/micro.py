@@ -93,7 +93,8 @@ def build_base(recipe: MicroRecipe, cache: Path, progress: bool = True) -> Path:
     return target
 
 
-def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, overrides=(), progress: bool = True) -> Path:
+def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, overrides=(), progress: bool = True,
+                 pool=None) -> Path:
     """Train one method from the base with the recipe's budget into OUT/train/NAME; returns its last
     checkpoint (resumes when one exists)."""
     from harness.config import from_dict
@@ -106,11 +107,12 @@ def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, override
         "steps": recipe.rl_steps, "optimizer": {"lr": recipe.lr},
         "sampling": {"temperature": recipe.temperature, "max_new_tokens": recipe.max_new_tokens},
         "seed": recipe.seed, "label": name})
-    train(cfg, progress=progress)
+    train(cfg, progress=progress, pool=pool)
     return out / "train" / name / "checkpoints" / "last"
 
 
-def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str, progress: bool = True) -> Path:
+def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str, progress: bool = True,
+                   pool=None) -> Path:
     """K = recipe.eval_n samples per held-out problem into the run directory OUT/runs/LABEL."""
     from harness.evaluate import EvalConfig, evaluate
     from harness.sampling import SamplingParams
@@ -120,7 +122,7 @@ def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str
     evaluate(EvalConfig(model=str(model), tasks=list(recipe.families), out=str(run_dir), n=recipe.eval_n,
                         sampling=sampling, seed=recipe.seed, limit=recipe.eval_limit, chunk=256, label=label,
                         method=None if label == "base" else {"name": label}),
-             progress=progress, print_table=False)
+             progress=progress, print_table=False, pool=pool)
     return run_dir
 
 
@@ -128,8 +130,10 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
               recipe: MicroRecipe | None = None, only: list[str] | None = None) -> dict:
     """Run every stage; returns the per-stage times. Resumable: finished trainings and evaluations are
     picked up from OUT (the trainer resumes from checkpoints, `rlvr eval` from its samples)."""
+    import tasks
     from harness.plots import plot_runs
     from harness.tables import table
+    from harness.verifier_pool import VerifierPool
 
     recipe = recipe or MicroRecipe()
     if quick:
@@ -145,16 +149,17 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
 
     models = {"base": base}
     chosen = [(n, o) for n, o in recipe.methods if only is None or n in only]
-    for name, overrides in chosen:
-        t0 = time.monotonic()
-        models[name] = train_method(recipe, base, out, name, overrides, progress)
-        times[f"train {name}"] = time.monotonic() - t0
-
     runs = []
-    for label, model in models.items():
-        t0 = time.monotonic()
-        runs.append(str(evaluate_model(recipe, model, out, label, progress)))
-        times[f"eval {label}"] = time.monotonic() - t0
+    # one verifier pool for every stage: its workers start once and its verdict cache is shared
+    with VerifierPool(preload=sorted({type(tasks.get(f)).__module__ for f in recipe.families})) as pool:
+        for name, overrides in chosen:
+            t0 = time.monotonic()
+            models[name] = train_method(recipe, base, out, name, overrides, progress, pool)
+            times[f"train {name}"] = time.monotonic() - t0
+        for label, model in models.items():
+            t0 = time.monotonic()
+            runs.append(str(evaluate_model(recipe, model, out, label, progress, pool)))
+            times[f"eval {label}"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     ks = [k for k in (1, 16, 256, 1024) if k <= recipe.eval_n]

@@ -192,7 +192,10 @@ class Trainer:
 
     # ---- public --------------------------------------------------------------------------------
 
-    def train(self) -> Path:
+    def train(self, pool=None) -> Path:
+        """Run (or resume) the loop; `pool`: a running VerifierPool to use instead of starting one."""
+        import contextlib
+
         from tqdm import tqdm
 
         from harness.sampling import HFEngine
@@ -208,7 +211,9 @@ class Trainer:
         start = self.state["step"]
         bar = tqdm(range(start, self.cfg.steps), initial=start, total=self.cfg.steps, desc=f"train {self.method.name}",
                    disable=not self.progress, dynamic_ncols=True)
-        with VerifierPool(workers=self.cfg.workers, deadline_s=self.cfg.verify_deadline_s, preload=modules) as pool:
+        own = pool is None
+        with (VerifierPool(workers=self.cfg.workers, deadline_s=self.cfg.verify_deadline_s, preload=modules)
+              if own else contextlib.nullcontext(pool)) as pool:
             for step in bar:
                 t0 = time.monotonic()
                 rollouts, sample_stats = self._rollouts(step, engine, pool)
@@ -467,5 +472,5 @@ class Trainer:
         return {"name": self.method.name, **dataclasses.asdict(self.method)}
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
-    return Trainer(cfg, progress).train()
+def train(cfg: TrainConfig, progress: bool = True, pool=None) -> Path:
+    return Trainer(cfg, progress).train(pool)
