@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -63,17 +64,20 @@ def test_every_model_matches_its_golden(quick_run):
     assert not failures, "\n\n".join(failures)
 
 
-@methods.register("grpo_sign_flipped")
 @dataclass(frozen=True)
 class SignFlippedGRPO(GRPO):
-    """The planted regression: GRPO whose loss has the wrong sign (it learns to fail)."""
+    """The planted regression: GRPO whose loss has the wrong sign (it learns to fail). Registered only
+    inside its test (other test files enumerate the registry at collection time)."""
+
+    name: ClassVar[str] = "grpo_sign_flipped"
 
     def loss(self, batch):
         loss, stats = super().loss(batch)
         return -loss, stats
 
 
-def test_planted_sign_flip_is_caught(quick_run, tmp_path):
+def test_planted_sign_flip_is_caught(quick_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(methods._REGISTRY, "grpo_sign_flipped", SignFlippedGRPO)
     recipe = MicroRecipe(**QUICK)
     base = build_base(recipe, CACHE, progress=False)      # cached by the quick run
     grpo_overrides = dict(dict(recipe.methods)["grpo"])
