@@ -294,10 +294,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         return 0 if a.print_only else launch.run(plan)
     if a.print_only:
         raise UserError("--print-only: only with --backend verl")
-    from harness.trainer import train
-    from harness.verl_backend.launch import load
+    from harness.config import load_config
+    from harness.trainer import TrainConfig, train
 
-    cfg, _ = load(a.config, a.set)     # the config's verl: section, if any, is for --backend verl
+    cfg = load_config(TrainConfig, a.config, a.set, ignore=("verl",))   # verl: is for --backend verl
     print(train(cfg))
     return 0
 

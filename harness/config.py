@@ -137,8 +137,12 @@ def read_config_data(path: str | Path | None = None, overrides: list[str] | None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> T:
+                base: dict | None = None, ignore: tuple[str, ...] = ()) -> T:
+    """`cls` from a YAML file and `--set` overrides; top-level keys in `ignore` belong to another reader
+    (e.g. the `verl:` section, read only by `rlvr train --backend verl`)."""
     data = read_config_data(path, overrides, base)
+    for key in ignore:
+        data.pop(key, None)
     name = str(path) if path else "config"
     try:
         return from_dict(cls, data)

@@ -134,7 +134,6 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     (the trainer evaluates its in-memory policy this way), and so may a running `VerifierPool` (a
     driver that evaluates many models reuses one pool and its verdict cache)."""
     from harness.models import model_fingerprint
-    from harness.verifier_pool import VerifierPool
 
     names = task_registry.expand(cfg.tasks)
     templates = cfg.templates
@@ -181,8 +180,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     total = sum(len(u.indices) for u in units)
     if total == 0:
         print(f"rlvr: {cfg.out}: all {cfg.n} samples of every problem are already done", file=sys.stderr)
-    _sample_and_verify(cfg, run, units, engine, prompts, total, progress,
-                       VerifierPool if pool is None else (lambda **_: contextlib.nullcontext(pool)))
+    _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool)
     update_metrics(run)
     run.finish()
     if print_table:
@@ -192,8 +190,10 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     return run
 
 
-def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool_cls) -> None:
+def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=None) -> None:
     from tqdm import tqdm
+
+    from harness.verifier_pool import VerifierPool
 
     modules = sorted({type(u.task).__module__ for u in units})
     bar = tqdm(total=total, unit="sample", disable=not progress or total == 0, dynamic_ncols=True,
@@ -225,7 +225,8 @@ def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool_c
             elapsed = max(time.monotonic() - t0, 1e-9)
             bar.set_postfix(verified=verified, verified_per_s=f"{verified / elapsed:.1f}")
 
-    with pool_cls(workers=cfg.workers, deadline_s=cfg.deadline_s, preload=modules) as pool:
+    with (VerifierPool(workers=cfg.workers, deadline_s=cfg.deadline_s, preload=modules) if pool is None
+          else contextlib.nullcontext(pool)) as pool:
         for u in units:
             prompt = prompts[(u.task.name, u.problem.id)]
             comps = engine.generate([(prompt, u.seeds)], cfg.sampling)[0]

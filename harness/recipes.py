@@ -274,7 +274,7 @@ def validate(recipe: Recipe, path: Path) -> None:
                 fail(f"{where}.method", "needs a 'name' (or give 'from_arm' for an evaluation-only arm)")
             for key, spec in (("method", arm.method), ("verl_overrides", arm.method_for("verl"))):
                 try:
-                    methods.build(spec["name"], {k: v for k, v in spec.items() if k != "name"})
+                    methods.build_spec(spec)
                 except ValueError as e:
                     fail(f"{where}.{key}", str(e))
         if arm.init_arm is not None:
@@ -499,7 +499,7 @@ def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
     for arm in (a for a in recipe.arms if a.trained):
         spec = arm.method_for("verl")
         try:
-            check_method(methods.build(spec["name"], {k: v for k, v in spec.items() if k != "name"}))
+            check_method(methods.build_spec(spec))
         except UserError as e:
             missing.append(Missing("backend", f"arm {arm.id}", f"the verl backend cannot run it: {e}"))
     return found, missing
@@ -570,7 +570,7 @@ def plan(recipe: Recipe, path: Path, data_dir: str | Path | None = None) -> Plan
             continue
         r = recipe.arm_steps(arm) * t.prompts_per_step * t.rollouts_per_prompt
         rollouts[arm.id] = r
-        m = methods.build(arm.method["name"], {k: v for k, v in arm.method.items() if k != "name"})
+        m = methods.build_spec(arm.method)
         passes = 6 * t.ppo_epochs + 2 + (2 if "ref_logp" in m.requires else 0)
         gen_upper += r * t.sampling.max_new_tokens
         gen_typ += r * min(tp.mean_response_tokens, t.sampling.max_new_tokens)

@@ -116,7 +116,7 @@ def build_method(spec: dict[str, Any]):
     if name not in method_registry.available():
         raise UserError(f"field 'method.name': unknown method {name!r} (known: {', '.join(method_registry.available())})")
     try:
-        return method_registry.build(name, {k: v for k, v in spec.items() if k != "name"})
+        return method_registry.build_spec(spec)
     except ValueError as e:
         raise UserError(f"field 'method': {e}") from None
 

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from methods.base import AUX_FIELDS, Method, TokenBatch
 
-__all__ = ["Method", "TokenBatch", "AUX_FIELDS", "register", "get", "available", "build", "describe"]
+__all__ = ["Method", "TokenBatch", "AUX_FIELDS", "register", "get", "available", "build", "build_spec", "describe"]
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -108,6 +108,11 @@ def build(name: str, overrides: Mapping[str, Any] | None = None) -> Method:
         return cls(**kwargs)
     except ValueError as e:
         raise ValueError(f"method {name!r}: {e}") from None
+
+
+def build_spec(spec: Mapping[str, Any]) -> Method:
+    """`build` from one mapping as configs write it: {"name": NAME, field: value, ...}."""
+    return build(spec["name"], {k: v for k, v in spec.items() if k != "name"})
 
 
 def describe(name: str) -> dict[str, Any]:
