@@ -199,6 +199,9 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it (default: 0)")
     p.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="sampler (default: hf)")
     p.add_argument("--template", help="prompt template: NAME for every task offering it, or task=NAME,...")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="scoring option for every task that accepts it (repeatable): answer_mode=any_boxed "
+                        "(math: correct if any \\boxed{} matches, as BBG scores), fallback=true")
     p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR, then the hub)")
     p.add_argument("--shard", default="0/1", help="evaluate shard i of N of the problems (default: 0/1)")
     p.add_argument("--limit", type=int, help="only the first L problems of each task")
@@ -216,13 +219,15 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
 def _cmd_eval(a: argparse.Namespace) -> int:
     from harness.evaluate import EvalConfig, evaluate, parse_shard, parse_templates
     from harness.sampling import SamplingParams
+    from harness.task_options import parse_task_options
     from tasks import expand
 
     names = expand(a.tasks)
     cfg = EvalConfig(
         model=a.model, tasks=names, out=a.out, n=a.n,
         sampling=SamplingParams(a.temperature, a.top_p, a.top_k, a.max_new_tokens, tuple(a.stop)),
-        seed=a.seed, engine=a.engine, templates=parse_templates(a.template, names), data_dir=a.data_dir,
+        seed=a.seed, engine=a.engine, templates=parse_templates(a.template, names),
+        task_options=parse_task_options(a.task_option, names), data_dir=a.data_dir,
         shard=parse_shard(a.shard), limit=a.limit, chunk=a.chunk, workers=a.workers, deadline_s=a.deadline,
         device=a.device, dtype=a.dtype, revision=a.revision, keep_completions=not a.no_completions,
         label=a.label)

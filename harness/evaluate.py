@@ -23,6 +23,7 @@ from harness.metrics import update_metrics
 from harness.provenance import sha256_text
 from harness.runstore import Run
 from harness.sampling import Engine, SamplingParams, sample_seed
+from harness.task_options import configured_task
 from tasks.base import Problem, Task
 
 
@@ -36,6 +37,7 @@ class EvalConfig:
     seed: int = 0
     engine: str = "hf"
     templates: dict[str, str] = field(default_factory=dict)   # task -> template name
+    task_options: dict[str, dict] = field(default_factory=dict)   # task -> {option: value}, see task_options.py
     data_dir: str | None = None
     shard: tuple[int, int] = (0, 1)                            # (index, count)
     limit: int | None = None                                   # first L problems of each task
@@ -139,7 +141,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     templates = cfg.templates
     loaded: dict[str, tuple[Task, list[Problem], dict]] = {}
     for name in names:
-        task = task_registry.get(name)
+        task = configured_task(name, cfg.task_options.get(name))
         problems, source = task.load_with_source(cfg.data_dir)
         loaded[name] = (task, select_problems(problems, cfg.shard, cfg.limit), source)
     if engine is None:
@@ -156,6 +158,8 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         prompts.update({(name, p.id): r for p, r in zip(problems, rendered, strict=True)})
         task_info[name] = {"domain": task.domain, "source": source, "template": template,
                            "prompt_sha256": sha256_text("\x1e".join(rendered)), "problems": len(problems)}
+        if cfg.task_options.get(name):   # recorded only when set, so runs without options keep their settings
+            task_info[name]["options"] = cfg.task_options[name]
 
     settings = {
         "label": cfg.label, "step": cfg.step,
@@ -231,7 +235,7 @@ def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=N
             prompt = prompts[(u.task.name, u.problem.id)]
             comps = engine.generate([(prompt, u.seeds)], cfg.sampling)[0]
             u.completions = [comps[i - u.start] for i in u.indices]
-            u.futures = [pool.submit(u.task.name, u.problem, c.text) for c in u.completions]
+            u.futures = [pool.submit(u.task, u.problem, c.text) for c in u.completions]   # configured copy
             pending.append(u)
             bar.update(len(u.indices))
             flush(max_left=max_pending)

@@ -19,7 +19,6 @@ micro scale, is harness/reproduce.py.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 import os
@@ -76,7 +75,8 @@ class Training:
     mini_batch_size: int | None = None   # rows per optimizer step (None: all rows of the step)
     micro_batch_size: int = 8
     ppo_epochs: int = 1
-    max_prompt_tokens: int = 1024        # for the estimate; prompts are not truncated by our trainer
+    max_prompt_tokens: int = 1024        # for the estimate, and verl.max_prompt_length (verl drops longer
+                                         # prompts; our trainer neither drops nor truncates them)
     checkpoint_every: int = 0
     max_refill_rounds: int = 4
     dtype: str = "bfloat16"
@@ -303,6 +303,10 @@ def validate(recipe: Recipe, path: Path) -> None:
             fail(f"{where}.answer_extraction", f"expected one of {', '.join(EXTRACTION_RULES)}")
         if ev.answer_extraction != "task" and domains != {"math"}:
             fail(f"{where}.answer_extraction", "boxed / any_boxed apply to math tasks only; use 'task'")
+        if ev.answer_extraction == "any_boxed":
+            rigid = [n for n in ev.tasks if "answer_mode" not in task(f"{where}.tasks", n).eval_options]
+            if rigid:
+                fail(f"{where}.answer_extraction", f"any_boxed: task {rigid[0]} has no answer_mode option")
         for name, tpl in ev.templates.items():
             if name not in ev.tasks or tpl not in task(f"{where}.templates", name).templates:
                 fail(f"{where}.templates.{name}", f"not an evaluated task offering template {tpl!r}")
@@ -329,7 +333,7 @@ def validate(recipe: Recipe, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Missing:
-    kind: str                            # model | train data | eval data | gpu | backend | engine | feature
+    kind: str                            # model | train data | eval data | gpu | backend | engine
     what: str
     how: str
 
@@ -469,10 +473,6 @@ def availability(recipe: Recipe, data_dir: str | Path | None) -> tuple[list[str]
                                                      "(or set evaluations[].engine: hf, much slower)"))
         else:
             found.append("engine: vllm")
-    for ev in recipe.evaluations:
-        if ev.answer_extraction == "any_boxed" and not eval_supports_answer_mode():
-            missing.append(Missing("feature", f"evaluation {ev.id} any_boxed",
-                                   "rlvr eval has no extraction option (EvalConfig); the last box is scored"))
     return found, missing
 
 
@@ -505,11 +505,10 @@ def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
     return found, missing
 
 
-def eval_supports_answer_mode() -> bool:
-    """Whether `rlvr eval` (EvalConfig) can select the any-boxed extraction yet."""
-    from harness.evaluate import EvalConfig
-
-    return "answer_mode" in {f.name for f in dataclasses.fields(EvalConfig)}
+def eval_task_options(ev: Evaluation) -> dict[str, dict[str, str]]:
+    """`EvalConfig.task_options` for an evaluation (`rlvr eval --task-option answer_mode=any_boxed`); the
+    default last-box rule and 'task' need none."""
+    return {n: {"answer_mode": "any_boxed"} for n in ev.tasks} if ev.answer_extraction == "any_boxed" else {}
 
 
 # ---- the plan ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from harness.recipes import (
     Recipe,
     checkpoints_evaluated,
     eval_models,
-    eval_supports_answer_mode,
+    eval_task_options,
     format_plan,
     load_recipe,
     model_source,
@@ -100,8 +100,7 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
     chosen = _choose_arms(recipe, arms)
     p = plan(recipe, path, data_dir)
     ids = {a.id for a in chosen}
-    blocking = [m for m in p.missing if m.kind != "feature" and not (m.what.startswith("arm ") and m.what[4:]
-                                                                     not in ids)]
+    blocking = [m for m in p.missing if not (m.what.startswith("arm ") and m.what[4:] not in ids)]
     # the per-arm training configs are written first: where this machine cannot train, they go to one that can
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
@@ -162,10 +161,6 @@ def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[A
     rows_by_table: dict[str, tuple[list[Row], set[int]]] = {}
     for ev in recipe.evaluations:
         templates = {n: recipe.template for n in ev.tasks if recipe.template in _templates(n)} | ev.templates
-        # any-boxed scoring goes through rlvr eval once EvalConfig offers it; until then the plan lists it as
-        # unavailable and the last box is scored
-        extraction = ({"answer_mode": ev.answer_extraction}
-                      if ev.answer_extraction == "any_boxed" and eval_supports_answer_mode() else {})
         rows = []
         for model in (m for m in eval_models(recipe, ev) if m == "base" or m in ids):
             arm = None if model == "base" else recipe.arm(model)
@@ -180,7 +175,8 @@ def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[A
                 cfg = EvalConfig(model=str(ckpt) if ckpt else str(base_model), tasks=list(ev.tasks), out=str(run_dir),
                                  n=ev.n, sampling=SamplingParams(ev.temperature, ev.top_p, 0, ev.max_new_tokens),
                                  seed=recipe.training.seed, engine=ev.engine, templates=templates, data_dir=data_dir,
-                                 limit=ev.limit, label=label, step=step, method=method, **extraction)
+                                 limit=ev.limit, label=label, step=step, method=method,
+                                 task_options=eval_task_options(ev))
                 evaluate(cfg, progress=progress, print_table=False)
                 candidates.append(run_row(Run.open(run_dir), ev.ks))
             rows.append(select_checkpoint(candidates, ev.checkpoint, label, model))

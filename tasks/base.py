@@ -64,6 +64,9 @@ class Task:
     local_dir: str = ""       # folder name under the data directory
     hub: HubSource | None = None
     templates: tuple[str, ...] = ()   # names of the prompt templates this task offers; first is default
+    # keywords of `with_options` that `rlvr eval --task-option` may set: only options that act through
+    # `extract`, because the verifier pool's workers run `check` on the registered instance
+    eval_options: tuple[str, ...] = ()
 
     def load(self, data_dir: str | Path | None = None) -> list[Problem]:
         raise NotImplementedError

@@ -234,6 +234,7 @@ class MathTask(Task):
     templates = MATH_TEMPLATES
     answer_mode = "boxed"
     fallback = False
+    eval_options = ("answer_mode", "fallback")
     rel_tol: float | None = None
     id_fields: tuple[str, ...] = ("id",)
     text_fields: tuple[str, ...] = ("problem", "question", "Problem")

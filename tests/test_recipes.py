@@ -51,7 +51,7 @@ MISSING_DATA = {
                   ("eval data", "livecodebench"), ("eval data", "humaneval_plus")},
     "lp_reg": {("model", "Qwen/Qwen3-14B-Base"), ("train data", "dapo_math_17k/train.jsonl")},
     "bbg": {("model", "Qwen/Qwen2.5-Math-7B"), ("train data", "math_train/train.jsonl"),
-            ("backend", "arm bbg"), ("backend", "arm bucket_mask"), ("feature", "evaluation main any_boxed")},
+            ("backend", "arm bbg"), ("backend", "arm bucket_mask")},
 }
 GPUS = {"nsr": 8, "casp": 8, "casp_logic": 8, "casp_code": 8, "lp_reg": 32, "bbg": 8}
 
@@ -83,7 +83,7 @@ def test_dry_run_passes_and_lists_exactly_what_is_missing(name, data_dir, empty_
     assert code == 0, err
     missing = set()
     for line in out.splitlines():
-        m = re.match(r"  MISSING  (model|train data|eval data|gpu|backend|engine|feature) (.+?): ", line)
+        m = re.match(r"  MISSING  (model|train data|eval data|gpu|backend|engine) (.+?): ", line)
         if m:
             missing.add((m.group(1), m.group(2)))
     assert missing == MISSING_DATA[name] | machine_missing(name)
@@ -157,6 +157,8 @@ def write_recipe(tmp_path, mutate) -> Path:
     (lambda d: d["evaluations"][0].update(checkpoint="best_per_task"), "evaluations[0].every"),
     (lambda d: d["arms"].append({"id": "x", "label": "X", "from_arm": "grpo", "step": 70}), "arms[4].step"),
     (lambda d: d["evaluations"][0].update(tasks=["math", "bbh"]), "evaluations[0].answer_extraction"),
+    (lambda d: d["evaluations"][0].update(tasks=["aime24", "micro_arith"], answer_extraction="any_boxed"),
+     "evaluations[0].answer_extraction"),                                 # micro_arith has no answer_mode
     (lambda d: d["model"].update(params_b=0.0), "model.params_b"),        # the estimate divides by these
     (lambda d: d["throughput"].update(mfu=0.0), "throughput"),
     (lambda d: d["arms"][1].update(steps=-3), "arms[1].steps"),

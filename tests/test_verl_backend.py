@@ -434,6 +434,7 @@ def test_translated_launch_is_accepted_by_verls_config_loader(method_block, sect
     assert a.actor.optim.override_optimizer_config == {"eps": 1e-6}
     assert a.rollout.top_k == 20 and a.rollout.response_length == 512 and a.rollout.prompt_length == 300
     assert a.model.custom_chat_template == launch.RAW_PROMPT_TEMPLATE
+    assert conf.data.filter_overlong_prompts is True and conf.data.max_prompt_length == 300
     assert conf.algorithm.filter_groups.enable == bool(method_block.get("dynamic_sampling"))
     env = conf.ray_kwargs.ray_init.runtime_env.env_vars
     assert env.VERL_USE_EXTERNAL_MODULES == "harness.verl_backend.plugin"
@@ -453,3 +454,29 @@ def test_reward_function_loads_through_verls_loader():
                                                                    "name": "compute_score"}}})
     fn = get_custom_reward_fn(conf)
     assert fn.args[0] is reward.compute_score     # verl wraps it as partial(_call_with_kwargs, fn, kwargs)
+
+
+def test_verls_overlong_filter_drops_exactly_the_prompts_we_drop(tiny_model, tmp_path, monkeypatch):
+    """Our row count under verl.max_prompt_length equals what verl's RLHFDataset keeps of the unfiltered
+    file with data.filter_overlong_prompts, the tokenizer carrying our pass-through chat template."""
+    import datasets
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from harness.verl_backend import reward
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    cfg = from_dict(TrainConfig, {"model": str(tiny_model), "out": str(tmp_path / "out"), "tasks": ["micro_arith"],
+                                  "train_problems": 40})
+    everything = launch.write_data(cfg, from_dict(launch.VerlSection, {"data_dir": str(tmp_path / "all")}, "verl"))
+    ours = launch.write_data(cfg, from_dict(launch.VerlSection, {"data_dir": str(tmp_path / "cut"),
+                                                                 "max_prompt_length": 21}, "verl"))
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.chat_template = launch.RAW_PROMPT_TEMPLATE
+    kept = RLHFDataset([everything[0]], tok, {"max_prompt_length": 21, "filter_overlong_prompts": True,
+                                              "filter_overlong_prompts_workers": 1,
+                                              "cache_dir": str(tmp_path / "verl-cache")})
+    assert 0 < ours[2] == len(kept) < everything[2] == 40
+    assert ([reward.problem_from_extra_info(row["extra_info"]) for row in kept.dataframe]
+            == [reward.problem_from_extra_info(row["extra_info"]) for row in pq.read_table(ours[0]).to_pylist()])

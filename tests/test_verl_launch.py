@@ -173,6 +173,49 @@ def test_cli_print_only_writes_the_data_and_prints_the_launch(tmp_path, tiny_mod
     assert f"data.max_prompt_length={record['overrides'][3].split('=')[1]}" in out
 
 
+def prompt_tokens(model, problems):
+    from transformers import AutoTokenizer
+
+    tok, task = AutoTokenizer.from_pretrained(model), tasks.get("micro_arith")
+    return [len(tok(task.prompt(p), add_special_tokens=False)["input_ids"]) for p in problems]
+
+
+def test_prompts_over_max_prompt_length_are_dropped_as_verl_would(tmp_path, tiny_model, capsys):
+    # micro_arith prompts are 17, 21 or 25 tokens long with the tiny model's tokenizer
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model: {tiny_model}\nout: {tmp_path / 'run'}\ntasks: [micro_arith]\ntrain_problems: 40\n"
+                    f"prompts_per_step: 8\nrollouts_per_prompt: 4\nsteps: 10\neval: {{tasks: [micro_arith], limit: 5}}\n"
+                    f"verl: {{n_gpus_per_node: 2, max_prompt_length: 21}}\n")
+    task = tasks.get("micro_arith")
+    train_all, val_all = task.train_problems(40), task.load()[:5]
+    keep_train = [p for p, n in zip(train_all, prompt_tokens(tiny_model, train_all), strict=True) if n <= 21]
+    keep_val = [p for p, n in zip(val_all, prompt_tokens(tiny_model, val_all), strict=True) if n <= 21]
+    assert 0 < len(keep_train) < 40 and keep_val
+    assert main(["train", "--backend", "verl", "--config", str(path), "--print-only"]) == 0
+    captured = capsys.readouterr()
+    note = [line for line in captured.err.splitlines() if "max_prompt_length" in line]
+    assert note == [f"rlvr: note: field 'verl.max_prompt_length': dropped {40 - len(keep_train)} of 40 training "
+                    f"and {5 - len(keep_val)} of 5 validation prompts longer than 21 tokens "
+                    f"(verl's data.filter_overlong_prompts)"]
+    data = tmp_path / "run" / "verl_data"
+    train = [reward.problem_from_extra_info(r["extra_info"]) for r in pq.read_table(data / "train.parquet").to_pylist()]
+    val = [reward.problem_from_extra_info(r["extra_info"]) for r in pq.read_table(data / "val.parquet").to_pylist()]
+    assert (train, val) == (keep_train, keep_val)
+    assert "data.max_prompt_length=21" in captured.out and "data.filter_overlong_prompts=true" in captured.out
+    # n_train counts the kept prompts: total_epochs = ceil(steps / (kept // prompts_per_step))
+    assert f"trainer.total_epochs={-(-10 // (len(keep_train) // 8))}" in captured.out
+
+
+def test_max_prompt_length_below_every_prompt_is_an_error(tmp_path, tiny_model, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model: {tiny_model}\nout: {tmp_path / 'run'}\ntasks: [micro_arith]\ntrain_problems: 40\n"
+                    f"prompts_per_step: 8\nrollouts_per_prompt: 4\nverl: {{n_gpus_per_node: 2, max_prompt_length: 16}}\n")
+    assert main(["train", "--backend", "verl", "--config", str(path), "--print-only"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("rlvr: error: field 'verl.max_prompt_length': all 40 training prompts are longer than 16 tokens "
+                   "(the shortest has 17)\n")
+
+
 def test_cli_print_only_needs_the_verl_backend(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "none.yaml"), "--print-only"]) == 2
     assert "--print-only: only with --backend verl" in capsys.readouterr().err

@@ -8,6 +8,8 @@ The YAML is the one `rlvr train` reads (`TrainConfig`), plus an optional `verl:`
   when there are none, since verl always loads a validation file) to `val.parquet`. verl applies the
   tokenizer's chat template to every prompt; a pass-through template (`RAW_PROMPT_TEMPLATE`) makes it
   tokenize our rendered prompt unchanged, so verl samples from exactly the prompts `rlvr train` uses.
+  Prompts longer than `verl.max_prompt_length` are left out of both files, as verl's own
+  `data.filter_overlong_prompts` (also set) would drop them; a note says how many.
 * method: `algorithm.adv_estimator` and `actor.policy_loss.loss_mode` = `rlvr_<method>`; the
   hyperparameters travel as JSON in RLVR_VERL_METHOD, not as verl config keys; `calculate_entropy`
   and `use_kl_loss` are switched on only to make verl compute the entropy and the reference
@@ -67,7 +69,8 @@ class VerlSection:
     strategy: verl's FSDP engine version ("fsdp" or "fsdp2"; Megatron is not translated).
     rollout: the rollout engine ("vllm" or "sglang"); rollout_tp: its tensor-parallel size per replica;
         gpu_memory_utilization: the share of GPU memory it may take.
-    max_prompt_length: prompt token limit (default: the longest rendered prompt).
+    max_prompt_length: prompt token limit; longer prompts are dropped, as verl's filter_overlong_prompts
+        does (default: the longest rendered prompt).
     data_dir: where the parquet files go (default: OUT/verl_data).
     template: prompt template name for every task that offers it (default: each task's default).
     reward_workers: verl reward-loop workers; verify_workers: verifier processes in each.
@@ -193,7 +196,7 @@ def hydra_override(key: str, value: Any) -> str:
 
 def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str, n_train: int,
               max_prompt_tokens: int, has_val_tasks: bool) -> VerlLaunch:
-    """The launch for `cfg`, given the data files already written (row counts and prompt length)."""
+    """The launch for `cfg`, given the data files already written (row counts and the longest prompt kept)."""
     method = build_method(cfg.method)
     check_method(method)
     P, G = cfg.prompts_per_step, cfg.rollouts_per_prompt
@@ -208,9 +211,6 @@ def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str,
                         f"{mini_rows}) must divide evenly over {gpus} GPUs (verl.nnodes x verl.n_gpus_per_node)")
     if n_train < P:
         raise UserError(f"field 'tasks': {n_train} training prompts, fewer than prompts_per_step = {P}")
-    if vs.max_prompt_length is not None and vs.max_prompt_length < max_prompt_tokens:
-        raise UserError(f"field 'verl.max_prompt_length': {vs.max_prompt_length} is below the longest prompt "
-                        f"({max_prompt_tokens} tokens)")
     steps_per_epoch = n_train // P
     req = method.requires
     s, o, e = cfg.sampling, cfg.optimizer, cfg.eval
@@ -227,6 +227,7 @@ def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str,
         f"{D}.train_files": train_file, f"{D}.val_files": val_file,
         f"{D}.train_batch_size": P, f"{D}.max_prompt_length": vs.max_prompt_length or max_prompt_tokens,
         f"{D}.max_response_length": s.max_new_tokens, f"{D}.shuffle": True, f"{D}.seed": cfg.seed,
+        f"{D}.filter_overlong_prompts": True,     # our files hold none (write_data); verl checks again
         # model
         "actor_rollout_ref.model.path": cfg.model,
         "actor_rollout_ref.model.custom_chat_template": RAW_PROMPT_TEMPLATE,
@@ -305,26 +306,54 @@ def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str,
 
 # ---- data ----------------------------------------------------------------------------------------
 
-def _rows(pairs, template: str | None, tokenizer, split: str) -> tuple[list[dict], int]:
-    from harness.verl_backend.reward import problem_to_extra_info
+@dataclass(frozen=True)
+class _Prompt:
+    task: Any
+    problem: Any
+    text: str          # rendered with the task's template
+    tokens: int        # its length, counted as verl counts it under RAW_PROMPT_TEMPLATE
 
-    rows, longest = [], 0
-    for i, (task, problem) in enumerate(pairs):
+
+def _render(pairs, template: str | None, tokenizer) -> list[_Prompt]:
+    out = []
+    for task, problem in pairs:
         try:
             text = task.prompt(problem, template if template in task.templates else None, tokenizer)
         except UserError as err:
             raise UserError(f"field 'verl.template': {err}") from None
-        longest = max(longest, len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        out.append(_Prompt(task, problem, text, len(tokenizer(text, add_special_tokens=False)["input_ids"])))
+    return out
+
+
+def _drop_overlong(rendered: list[_Prompt], limit: int | None, what: str) -> tuple[list[_Prompt], int]:
+    """The rendered prompts of at most `limit` tokens (verl's filter_overlong_prompts keeps len <= limit)
+    and how many were dropped; UserError when none is left."""
+    if limit is None:
+        return rendered, 0
+    kept = [r for r in rendered if r.tokens <= limit]
+    if rendered and not kept:
+        raise UserError(f"field 'verl.max_prompt_length': all {len(rendered)} {what} prompts are longer than "
+                        f"{limit} tokens (the shortest has {min(r.tokens for r in rendered)})")
+    return kept, len(rendered) - len(kept)
+
+
+def _rows(rendered: list[_Prompt], split: str) -> list[dict]:
+    from harness.verl_backend.reward import problem_to_extra_info
+
+    rows = []
+    for i, r in enumerate(rendered):
+        task, problem = r.task, r.problem
         answer = problem.answer if isinstance(problem.answer, str) else json.dumps(problem.answer, sort_keys=True)
         rows.append({"data_source": problem.task, "ability": task.domain,
-                     "prompt": [{"role": "user", "content": text}],
+                     "prompt": [{"role": "user", "content": r.text}],
                      "reward_model": {"style": "rule", "ground_truth": answer},
                      "extra_info": {"index": i, "split": split, **problem_to_extra_info(problem)}})
-    return rows, longest
+    return rows
 
 
 def write_data(cfg: TrainConfig, vs: VerlSection) -> tuple[str, str, int, int, bool]:
-    """Write train.parquet and val.parquet; (train path, val path, train rows, longest prompt, has eval tasks)."""
+    """Write train.parquet and val.parquet without the prompts longer than `verl.max_prompt_length`;
+    (train path, val path, train rows, longest prompt kept, has eval tasks)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
@@ -336,24 +365,31 @@ def write_data(cfg: TrainConfig, vs: VerlSection) -> tuple[str, str, int, int, b
     except (OSError, ValueError) as err:
         raise UserError(f"field 'model': cannot load the tokenizer of {cfg.model} to render prompts "
                         f"({str(err).splitlines()[0]})") from None
-    train_pairs = training_problems(cfg)
+    train, dropped_train = _drop_overlong(_render(training_problems(cfg), vs.template, tokenizer),
+                                          vs.max_prompt_length, "training")
     if cfg.eval.tasks:
         val_pairs = []
         for name in task_registry.expand(cfg.eval.tasks):
             task = task_registry.get(name)
             val_pairs += [(task, p) for p in task.load(cfg.eval.data_dir)[:cfg.eval.limit]]
+        val, dropped_val = _drop_overlong(_render(val_pairs, vs.template, tokenizer), vs.max_prompt_length,
+                                          "validation")
     else:
-        val_pairs = train_pairs[:8]
-    train_rows, n1 = _rows(train_pairs, vs.template, tokenizer, "train")
-    val_rows, n2 = _rows(val_pairs, vs.template, tokenizer, "val")
+        val, dropped_val = train[:8], 0
+    if dropped_train or dropped_val:
+        print(f"rlvr: note: field 'verl.max_prompt_length': dropped {dropped_train} of "
+              f"{len(train) + dropped_train} training and {dropped_val} of {len(val) + dropped_val} validation "
+              f"prompts longer than {vs.max_prompt_length} tokens (verl's data.filter_overlong_prompts)",
+              file=sys.stderr)
     out = Path(vs.data_dir or Path(cfg.out) / "verl_data").absolute()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(train_rows), out / "train.parquet")
-        pq.write_table(pa.Table.from_pylist(val_rows), out / "val.parquet")
+        pq.write_table(pa.Table.from_pylist(_rows(train, "train")), out / "train.parquet")
+        pq.write_table(pa.Table.from_pylist(_rows(val, "val")), out / "val.parquet")
     except OSError as err:
         raise UserError(f"field 'verl.data_dir': cannot write to {out} ({err.strerror})") from None
-    return str(out / "train.parquet"), str(out / "val.parquet"), len(train_rows), max(n1, n2), bool(cfg.eval.tasks)
+    longest = max((r.tokens for r in train + val), default=0)
+    return str(out / "train.parquet"), str(out / "val.parquet"), len(train), longest, bool(cfg.eval.tasks)
 
 
 def prepare(config_path: str | Path, overrides: list[str] | None = None) -> VerlLaunch:
