@@ -166,7 +166,8 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         "model": {**model_fingerprint(cfg.model, cfg.revision), "dtype": cfg.dtype},
         "method": cfg.method, "tasks": task_info, "n": cfg.n,
         "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
-        "seed": cfg.seed, "engine": engine.name, "chunk": cfg.chunk,
+        "seed": cfg.seed, "engine": engine.name, "decode": getattr(engine, "decode_path", None),
+        "chunk": cfg.chunk,
         "shard": list(cfg.shard), "limit": cfg.limit,
     }
     run = Run.create(cfg.out, settings)

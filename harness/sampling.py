@@ -76,7 +76,9 @@ def choose_tokens(logits, uniforms, params: SamplingParams):
 
     if params.temperature == 0:
         return logits.argmax(dim=-1)
-    scaled = logits.float() / params.temperature
+    scaled = logits.float()
+    if params.temperature != 1.0:        # dividing by 1 changes nothing: skip the operation
+        scaled = scaled / params.temperature
     if params.top_k and params.top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
@@ -108,15 +110,28 @@ class HFEngine:
 
     All rows of a batch share one prompt (the chunk of one problem's samples), so there is no padding
     and a row's tokens do not depend on which other problems are being sampled. Finished rows leave
-    the batch (their cache rows are dropped), which keeps long-tail decoding cheap.
+    the batch (their cache rows are dropped), which keeps long-tail decoding cheap. Rows that share a
+    prompt decode through `harness.cascade` where the architecture allows (the prompt's KV is held and
+    read once for all rows); `decode_path` says which path an engine uses.
     """
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, merge_prompts: bool = False, max_batch_rows: int = 256):
+    def __init__(self, model: Any, tokenizer: Any, merge_prompts: bool = False, max_batch_rows: int = 256,
+                 cascade: bool | None = None):
         """merge_prompts: batch the rows of several requests together (left-padded prompts). Faster for
         many short requests (training rollouts); `rlvr eval` keeps it off so that a problem's samples never
-        depend on which other problems share their batch."""
+        depend on which other problems share their batch.
+        cascade: decode rows that share a prompt with `harness.cascade` (one copy of the prompt's KV);
+        None = wherever the architecture is supported. Off, transformers' forward decodes every batch."""
+        from harness.cascade import cascade_unsupported
+
+        unsupported = cascade_unsupported(model)
+        if cascade and unsupported:
+            raise UserError(f"cascade decoding: {unsupported}")
+        self.cascade = unsupported is None if cascade is None else cascade
+        self.decode_path = "cascade" if self.cascade else "transformers"
+        self._prefix = self._weights = None
         self.model = model
         self.tokenizer = tokenizer
         self.merge_prompts = merge_prompts
@@ -146,9 +161,27 @@ class HFEngine:
             raise UserError("empty prompt")
         return ids
 
+    def _decoder(self, prompts: list[list[int]], rows: int, max_new_tokens: int):
+        """The step function for one batch: the cascade decoder when every row shares one prompt and the
+        architecture allows it, else transformers' own forward with a DynamicCache."""
+        from harness.cascade import CascadeDecoder, prefill, weights
+
+        shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
+        if shared and self.cascade:
+            # The step's weight views and a problem's prompt KV (its chunks share it) are kept until the
+            # weights change: in-place updates (optimizer steps, load_state_dict) bump a parameter's version
+            # counter, and new tensors change its data_ptr.
+            version = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+            if self._weights is None or self._weights[0] != version:
+                self._weights, self._prefix = (version, weights(self.model)), None
+            key = (tuple(prompts[0]), version)
+            if self._prefix is None or self._prefix[0] != key:
+                self._prefix = (key, prefill(self.model, prompts[0]))
+            return CascadeDecoder(self.model, self._prefix[1], rows, max_new_tokens, self._weights[1])
+        return _TransformersDecoder(self.model, prompts, shared, self.tokenizer.pad_token_id or 0)
+
     def _decode(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
         import torch
-        from transformers import DynamicCache
 
         device = next(self.model.parameters()).device
         b, t_max = len(seeds), params.max_new_tokens
@@ -158,28 +191,9 @@ class HFEngine:
         rows = torch.arange(b, device=device)                                 # live batch row -> sample
         eos = torch.tensor(self.eos_ids, device=device, dtype=torch.long)
         max_stop = max((len(s) for s in params.stop), default=0)
-        shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
         with torch.inference_mode():
-            cache = DynamicCache()
-            if shared:
-                # One prefill at batch 1, then the cache is repeated for the b rows (they share the
-                # prompt); no padding, so no attention mask is needed.
-                x = torch.tensor([prompts[0]], device=device)
-                logits = self.model(input_ids=x, past_key_values=cache, use_cache=True,
-                                    logits_to_keep=1).logits[:, -1, :].expand(b, -1)
-                cache.batch_repeat_interleave(b)
-                attn = next_pos = None
-            else:
-                width = max(len(p) for p in prompts)
-                x = torch.full((b, width), self.tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
-                attn = torch.zeros((b, width), dtype=torch.long, device=device)
-                for r, p in enumerate(prompts):          # left padding: every row ends at the same column
-                    x[r, width - len(p):] = torch.tensor(p, device=device)
-                    attn[r, width - len(p):] = 1
-                pos = (attn.cumsum(-1) - 1).clamp_(min=0)
-                logits = self.model(input_ids=x, attention_mask=attn, position_ids=pos, past_key_values=cache,
-                                    use_cache=True, logits_to_keep=1).logits[:, -1, :]
-                next_pos = torch.tensor([len(p) for p in prompts], device=device)
+            dec = self._decoder(prompts, b, t_max)
+            logits = dec.first_logits
             for step in range(t_max):
                 nxt = choose_tokens(logits, counter_uniforms(seed_arr[rows.cpu().numpy()], step), params)
                 out[rows, step] = nxt
@@ -195,17 +209,9 @@ class HFEngine:
                     keep = (~done).nonzero().squeeze(-1)
                     if keep.numel() == 0:
                         break
-                    cache.batch_select_indices(keep)
+                    dec.select(keep)
                     rows, nxt = rows[keep], nxt[keep]
-                    if attn is not None:
-                        attn, next_pos = attn[keep], next_pos[keep]
-                kwargs = {}
-                if attn is not None:
-                    attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
-                    kwargs = {"attention_mask": attn, "position_ids": next_pos.unsqueeze(-1)}
-                    next_pos = next_pos + 1
-                logits = self.model(input_ids=nxt.unsqueeze(-1), past_key_values=cache, use_cache=True,
-                                    logits_to_keep=1, **kwargs).logits[:, -1, :]
+                logits = dec.step(nxt)
         ids = out.cpu().tolist()
         reasons = stopped.cpu().tolist()
         return [self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
@@ -222,6 +228,54 @@ class HFEngine:
             if cut >= 0:
                 text = text[:cut]  # like vLLM, the stop string itself is not part of the output
         return Completion(text, ids, reason)
+
+
+class _TransformersDecoder:
+    """Decoding through the model's own forward and a DynamicCache: any causal LM. Rows that share one
+    prompt are prefilled once (batch 1) and the cache is repeated; different prompts are left-padded."""
+
+    def __init__(self, model: Any, prompts: list[list[int]], shared: bool, pad_id: int):
+        import torch
+        from transformers import DynamicCache
+
+        self.model = model
+        device = next(model.parameters()).device
+        b = len(prompts)
+        self.cache = DynamicCache()
+        if shared:
+            # no padding, so no attention mask is needed
+            x = torch.tensor([prompts[0]], device=device)
+            self.first_logits = model(input_ids=x, past_key_values=self.cache, use_cache=True,
+                                      logits_to_keep=1).logits[:, -1, :].expand(b, -1)
+            self.cache.batch_repeat_interleave(b)
+            self.attn = self.next_pos = None
+        else:
+            width = max(len(p) for p in prompts)
+            x = torch.full((b, width), pad_id, dtype=torch.long, device=device)
+            self.attn = torch.zeros((b, width), dtype=torch.long, device=device)
+            for r, p in enumerate(prompts):          # left padding: every row ends at the same column
+                x[r, width - len(p):] = torch.tensor(p, device=device)
+                self.attn[r, width - len(p):] = 1
+            pos = (self.attn.cumsum(-1) - 1).clamp_(min=0)
+            self.first_logits = model(input_ids=x, attention_mask=self.attn, position_ids=pos,
+                                      past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+            self.next_pos = torch.tensor([len(p) for p in prompts], device=device)
+
+    def select(self, keep) -> None:
+        self.cache.batch_select_indices(keep)
+        if self.attn is not None:
+            self.attn, self.next_pos = self.attn[keep], self.next_pos[keep]
+
+    def step(self, tokens):
+        import torch
+
+        kwargs = {}
+        if self.attn is not None:
+            self.attn = torch.cat([self.attn, self.attn.new_ones((self.attn.shape[0], 1))], dim=1)
+            kwargs = {"attention_mask": self.attn, "position_ids": self.next_pos.unsqueeze(-1)}
+            self.next_pos = self.next_pos + 1
+        return self.model(input_ids=tokens.unsqueeze(-1), past_key_values=self.cache, use_cache=True,
+                          logits_to_keep=1, **kwargs).logits[:, -1, :]
 
 
 class VLLMEngine:
