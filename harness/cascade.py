@@ -9,7 +9,8 @@ the result is ordinary causal attention, computed in a different order (values a
 tests/test_cascade.py checks the logits against the model's own forward).
 
 The prompt itself is prefilled by the model's own forward (batch 1), so the only code of ours is the
-decode step. It is written for the standard pre-norm decoder (Llama, Qwen2, Qwen3, Mistral without a
+decode step. Its precision is that of transformers' eager attention: scores are formed in the model's
+dtype and the softmax runs in fp32. It is written for the standard pre-norm decoder (Llama, Qwen2, Qwen3, Mistral without a
 sliding window) and uses the model's own modules (norms, projections, MLP, rotary embedding); other
 architectures decode through transformers (`cascade_unsupported` says why).
 """
@@ -42,6 +43,14 @@ def cascade_unsupported(model: Any) -> str | None:
         return "dynamic rope scaling (its frequencies depend on the sequence length)"
     if not hasattr(model, "lm_head"):
         return "the model has no lm_head"
+    if len({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()}) > 1:
+        return "the model is split over several devices"
+    for layer in inner.layers:
+        att, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+        mods = [getattr(att, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        mods += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+        if any(type(m) is not torch.nn.Linear for m in mods):   # quantised, LoRA-wrapped or unknown layers
+            return "a projection is not a plain torch.nn.Linear (quantised or adapter-wrapped weights)"
     return None
 
 

@@ -72,6 +72,9 @@ def test_cascade_refuses_what_it_does_not_implement():
                                          num_attention_heads=2, num_key_value_heads=1, vocab_size=50,
                                          sliding_window=16)
     assert "sliding" in cascade_unsupported(transformers.MistralForCausalLM(sliding))
+    wrapped = _model("qwen2")
+    wrapped.model.layers[1].mlp.up_proj = torch.nn.Sequential(wrapped.model.layers[1].mlp.up_proj)
+    assert "torch.nn.Linear" in cascade_unsupported(wrapped)
 
 
 def _engine(tiny_model, cascade):
