@@ -1,7 +1,10 @@
 """`rlvr train`: the one training loop every method shares (CPU or one GPU).
 
 Per step:
-  1. rollouts: G samples for each of P prompts (our `hf` sampler, per-sample seeds);
+  1. rollouts: G samples for each of P prompts, per-sample seeds: our `hf` sampler on the training model, or
+     with `rollout_engine: vllm` a vLLM engine colocated on the same GPU whose weights are pushed from the
+     training model at the start and after every optimizer step (`harness/vllm_rollout.py`; untested on a
+     GPU until a run is recorded). Evaluations always sample with the `hf` sampler;
   2. rewards: the task's verifier in the verifier pool (1.0 when correct, else 0.0);
   3. row selection: `method.select_rows`; when `method.refill` (DAPO dynamic sampling, BBG gating) more
      prompts are sampled until P groups are kept or `max_refill_rounds` is reached;
@@ -27,7 +30,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import methods as method_registry
 import tasks as task_registry
@@ -68,7 +71,24 @@ class EvalSchedule:
     data_dir: str | None = None
 
 
+@dataclass(frozen=True)
+class VLLMRolloutConfig:
+    """The `vllm:` section, read only with `rollout_engine: vllm` (harness/vllm_rollout.py)."""
+
+    gpu_memory_utilization: float = 0.3  # vLLM's share of the GPU (weights, KV cache); the trainer gets the rest
+    max_model_len: int | None = None     # default: the model's context length
+    enforce_eager: bool = False          # no CUDA graphs: faster start, slower decoding
+    sleep: bool = False                  # free vLLM's weights and KV cache during each update (sleep level 2)
+
+    def __post_init__(self):
+        if not 0 < self.gpu_memory_utilization < 1:
+            raise UserError(f"field 'vllm.gpu_memory_utilization': must be in (0, 1), got {self.gpu_memory_utilization}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise UserError(f"field 'vllm.max_model_len': must be >= 1, got {self.max_model_len}")
+
+
 LOGGERS = ("jsonl", "tensorboard")
+ROLLOUT_ENGINES = ("hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,8 @@ class TrainConfig:
     verify_deadline_s: float = 10.0
     label: str | None = None
     loggers: list[str] = field(default_factory=lambda: ["jsonl"])   # JSON lines always; "tensorboard" adds OUT/tensorboard
+    rollout_engine: Literal["hf", "vllm"] = "hf"   # vllm: colocated vLLM on the training GPU (the `vllm:` section)
+    vllm: VLLMRolloutConfig = field(default_factory=VLLMRolloutConfig)
 
     def __post_init__(self):
         for name in ("prompts_per_step", "rollouts_per_prompt", "micro_batch_size", "ppo_epochs", "steps"):
@@ -109,6 +131,9 @@ class TrainConfig:
         unknown = sorted(set(self.loggers) - set(LOGGERS))
         if unknown:
             raise UserError(f"field 'loggers': unknown logger {unknown[0]!r} (known: {', '.join(LOGGERS)})")
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            raise UserError(f"field 'rollout_engine': expected one of {', '.join(ROLLOUT_ENGINES)}, "
+                            f"got {self.rollout_engine!r}")
 
 
 def build_method(spec: dict[str, Any]):
@@ -172,6 +197,11 @@ class Trainer:
             self.state = json.loads((last / "trainer_state.json").read_text())
             model_src = str(last.resolve())
         self.device = resolve_device(cfg.device)
+        if cfg.rollout_engine == "vllm":
+            from harness.vllm_rollout import check_vllm_rollouts
+
+            check_vllm_rollouts(self.device)
+        self.model_src = model_src
         self.model, self.tok = load_model(model_src, self.device, cfg.dtype)
         self.ref = None
         if "ref_logp" in self.method.requires:
@@ -206,9 +236,11 @@ class Trainer:
         if not info_path.exists():
             write_json_atomic(info_path, {"config": asdict(self.cfg), "method": self._method_dict(),
                                           "provenance": collect(), "start_time": utc_now()})
-        engine = HFEngine(self.model, self.tok, merge_prompts=True)
+        engine = HFEngine(self.model, self.tok, merge_prompts=True)   # hf rollouts and every evaluation
         modules = sorted({type(t).__module__ for t, _ in self.problems})
         start = self.state["step"]
+        vllm = self._vllm_engine() if self.cfg.rollout_engine == "vllm" and start < self.cfg.steps else None
+        self.rollout_engine = vllm if vllm is not None else engine
         bar = tqdm(range(start, self.cfg.steps), initial=start, total=self.cfg.steps, desc=f"train {self.method.name}",
                    disable=not self.progress, dynamic_ncols=True)
         own = pool is None
@@ -216,9 +248,15 @@ class Trainer:
               if own else contextlib.nullcontext(pool)) as pool:
             for step in bar:
                 t0 = time.monotonic()
-                rollouts, sample_stats = self._rollouts(step, engine, pool)
+                rollouts, sample_stats = self._rollouts(step, self.rollout_engine, pool)
                 t_roll = time.monotonic() - t0
+                if vllm is not None:
+                    vllm.sleep()
                 update_stats = self._update(step, rollouts) if rollouts else {"skipped": 1.0}
+                if vllm is not None:
+                    t_sync = time.monotonic()
+                    vllm.sync_weights(self.model)
+                    update_stats["time_sync_s"] = round(time.monotonic() - t_sync, 3)
                 record = {"step": step + 1, **sample_stats, **update_stats,
                           "time_rollout_s": round(t_roll, 3), "time_step_s": round(time.monotonic() - t0, 3)}
                 self._log(record)
@@ -233,6 +271,18 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
         return self.out
+
+    def _vllm_engine(self):
+        """The colocated vLLM engine, loaded from the model's source (after a resume: the last checkpoint) and
+        then synced from the training model, so that it samples from exactly the weights being trained."""
+        from harness.vllm_rollout import build_vllm_rollout_engine
+
+        v = self.cfg.vllm
+        engine = build_vllm_rollout_engine(self.model_src, self.model, self.tok, seed=self.cfg.seed,
+                                           gpu_memory_utilization=v.gpu_memory_utilization,
+                                           max_model_len=v.max_model_len, enforce_eager=v.enforce_eager, sleep=v.sleep)
+        engine.sync_weights(self.model)
+        return engine
 
     def _log(self, record: dict) -> None:
         """One JSON line per step (always: reports read it), and TensorBoard scalars under OUT/tensorboard
