@@ -268,3 +268,10 @@ def test_local_train_accepts_and_ignores_the_verl_section(tmp_path, capsys):
     path.write_text("model: x\nout: y\ntasks: [micro_arith]\nsteps: lots\nverl: {nnodes: 2}\n")
     assert main(["train", "--config", str(path)]) == 2
     assert capsys.readouterr().err.startswith(f"rlvr: error: {path}: field 'steps'")
+
+
+def test_local_vllm_rollout_fields_are_noted_as_not_verls():
+    _, plan = overrides(config())
+    assert not any("rollout_engine" in n for n in plan.notes)
+    _, plan = overrides(config(rollout_engine="vllm", vllm={"gpu_memory_utilization": 0.4}))
+    assert any("rollout_engine and the vllm: section are the local trainer's" in n for n in plan.notes)

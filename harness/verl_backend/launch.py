@@ -294,6 +294,9 @@ def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str,
                      f"{VERL_VERSION}'s FSDP forward and ppo_loss (harness/verl_backend/patch.py)")
     if cfg.device != "auto" or cfg.dtype != "float32" or cfg.workers is not None:
         notes.append("device, dtype and workers are not used: verl places and casts the model itself")
+    if cfg.rollout_engine != "hf" or cfg.vllm != type(cfg.vllm)():
+        notes.append("rollout_engine and the vllm: section are the local trainer's: verl's rollouts are set by "
+                     "verl.rollout, verl.rollout_tp and verl.gpu_memory_utilization")
     if e.tasks and e.max_new_tokens not in (None, s.max_new_tokens):
         notes.append("eval.max_new_tokens is not used: verl validates with the training response length")
     if isinstance(method, GRPO) and method.dynamic_sampling:
