@@ -7,7 +7,8 @@ architecture allows, harness/cascade.py) and forced onto transformers' forward (
 Baselines, on the same model, prompts and sampling settings:
   naive-per-sample   one `model.generate` call per sample (what a first script does)
   naive-per-problem  one `model.generate(num_return_sequences=n)` call per problem
-Each fast variant runs once untimed, then --repeats times, interleaved; the median is reported.
+Each fast variant runs once untimed, then --repeats times, interleaved; a ratio is the median over rounds
+of the paired per-round ratios (this is a noisy shared machine).
 Then `rlvr eval` itself draws n = --big-n samples for one problem (bounded memory, chunks of 64).
 Prints the ratios; absolute times only mean something on the machine that printed them.
 """
@@ -33,7 +34,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=64, help="samples per problem for the timed comparison")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--big-n", type=int, default=1024, help="samples for the one-problem n=1024 run (0: skip)")
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--repeats", type=int, default=5,
                     help="timed runs of each fast variant, interleaved; the median counts (naive-per-sample: 1)")
     ap.add_argument("--data-dir", default=os.environ.get("RLVR_DATA_DIR"))
     ap.add_argument("--json", help="also write the measurements here")
@@ -109,12 +110,17 @@ def main() -> int:
         results[name] = {"seconds": dt, "runs": times[name], "samples_per_s": samples / dt, "tokens_per_s": toks / dt}
         print(f"{name:<22} {samples} samples, {toks} tokens in {dt:7.2f} s (median of {len(times[name])}): "
               f"{samples / dt:8.1f} samples/s, {toks / dt:9.1f} tokens/s", flush=True)
-    base = results["hf-engine"]["samples_per_s"]
     print(f"hf engine decode path: {engine.decode_path}")
+    ours_t = times["hf-engine"]
     for name in ("hf-engine-transformers", "naive-per-problem", "naive-per-sample"):
-        ratio = base / results[name]["samples_per_s"]
+        # paired by round (the same slow or fast spell hits both), median over rounds; the one naive-per-sample
+        # run (round 1) is paired with round 1 of the hf engine
+        ratios = [t / o for t, o in zip(times[name], ours_t, strict=False)]
+        ratio = statistics.median(ratios)
         results[f"ratio_vs_{name}"] = ratio
-        print(f"speed-up of the hf engine over {name}: {ratio:.1f}x")
+        results[f"ratios_vs_{name}"] = ratios
+        print(f"speed-up of the hf engine over {name}: {ratio:.1f}x "
+              f"(per round: {', '.join(f'{r:.1f}' for r in ratios)})")
 
     if a.big_n:
         cfg = EvalConfig(model=model_path, tasks=["aime24"], out=str(tmp / "big"), n=a.big_n, sampling=params,

@@ -56,6 +56,8 @@ def cascade_unsupported(model: Any) -> str | None:
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """The families' RMSNorm, operation for operation (statistics in fp32, weight applied in the input dtype)."""
+    if x.dtype == torch.float32:
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
     xf = x.float()
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
@@ -177,7 +179,15 @@ class CascadeDecoder:
                        for _ in self.prefix]
 
     def select(self, keep: torch.Tensor) -> None:
-        self.suffix = [(k[keep], v[keep]) for k, v in self.suffix]
+        """Keep rows `keep`: only the filled part of each buffer is copied (its capacity is kept)."""
+        t, kept = self.length, []
+        for k, v in self.suffix:
+            k2 = k.new_empty((keep.numel(), *k.shape[1:]))
+            v2 = v.new_empty(k2.shape)
+            k2[:, :, :t] = k[keep, :, :t]
+            v2[:, :, :t] = v[keep, :, :t]
+            kept.append((k2, v2))
+        self.suffix = kept
 
     def _grow(self) -> None:
         cap = self.suffix[0][0].shape[2]
@@ -215,15 +225,17 @@ class CascadeDecoder:
             qk = qk * cos + torch.cat((qk[..., half:], qk[..., :half]), dim=-1) * sin    # [B, nh + kv, d]
             sk[:, :, t] = qk[:, nh:]
             sv[:, :, t] = v
-            q = qk[:, :nh].reshape(b, kv, g, d)
-            # prompt block: one GEMM per kv head over all rows and query heads of the group
-            pre = torch.bmm(q.transpose(0, 1).reshape(kv, b * g, d), pk).view(kv, b, g, -1).transpose(0, 1)
-            own = torch.matmul(q, sk[:, :, : t + 1].transpose(2, 3))                    # [B, kv, g, t+1]
+            q = (qk[:, :nh] * self.scaling).reshape(b, kv, g, d)
+            # Scores are laid out [kv, B, g, P + t + 1]: the prompt block is one GEMM per kv head over all
+            # rows and query heads of the group ([kv, B*g, d] @ [kv, d, P]), and its probabilities are read
+            # back in place by the second GEMM; the rows' own block is a batched product per row.
+            pre = torch.bmm(q.transpose(0, 1).reshape(kv, b * g, d), pk).view(kv, b, g, -1)
+            own = torch.matmul(q, sk[:, :, : t + 1].transpose(2, 3)).transpose(0, 1)    # [kv, B, g, t+1]
             p_len = pre.shape[-1]
-            probs = torch.softmax(torch.cat((pre, own), dim=-1) * self.scaling, dim=-1, dtype=torch.float32)
+            probs = torch.softmax(torch.cat((pre, own), dim=-1), dim=-1, dtype=torch.float32)
             probs = probs.to(qk.dtype)
-            out = torch.matmul(probs[..., p_len:], sv[:, :, : t + 1])                   # [B, kv, g, d]
-            shared = torch.bmm(probs[..., :p_len].transpose(0, 1).reshape(kv, b * g, p_len), pv)
+            out = torch.matmul(probs[..., p_len:].transpose(0, 1), sv[:, :, : t + 1])    # [B, kv, g, d]
+            shared = torch.bmm(probs[..., :p_len].reshape(kv, b * g, p_len), pv)         # [kv, B*g, d]
             out = out + shared.view(kv, b, g, d).transpose(0, 1)
             h = h + F.linear(out.reshape(b, nh * d), *lw.o)
             x = _rms(h, *lw.ln2)
