@@ -60,10 +60,12 @@ def sample_seed(run_seed: int, task: str, problem_id: str, sample_index: int) ->
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def counter_uniforms(seeds: np.ndarray, step: int) -> np.ndarray:
-    """Uniform(0, 1) numbers, one per seed, a pure function of (seed, step) (splitmix64 mixing)."""
+def counter_uniforms(seeds: np.ndarray, step) -> np.ndarray:
+    """Uniform(0, 1) numbers, one per seed, a pure function of (seed, step) (splitmix64 mixing). `step` may
+    be an array that broadcasts against `seeds` (a [B, 1] column of seeds and a [1, T] row of steps give
+    the [B, T] table of a batch, element for element equal to the per-step calls)."""
     with np.errstate(over="ignore"):
-        x = seeds.astype(np.uint64) + np.uint64(step + 1) * _GOLDEN
+        x = seeds.astype(np.uint64) + (np.asarray(step).astype(np.uint64) + np.uint64(1)) * _GOLDEN
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
@@ -185,7 +187,9 @@ class HFEngine:
 
         device = next(self.model.parameters()).device
         b, t_max = len(seeds), params.max_new_tokens
-        seed_arr = np.array(seeds, dtype=np.uint64)
+        # every uniform this batch can use, [B, T], computed once (one vectorised call, not one per step)
+        table = torch.from_numpy(counter_uniforms(np.array(seeds, dtype=np.uint64)[:, None],
+                                                  np.arange(t_max, dtype=np.uint64)[None, :]))
         out = torch.full((b, t_max), -1, dtype=torch.long, device=device)   # generated ids, -1 = none
         stopped = torch.zeros(b, dtype=torch.bool, device=device)
         rows = torch.arange(b, device=device)                                 # live batch row -> sample
@@ -195,7 +199,7 @@ class HFEngine:
             dec = self._decoder(prompts, b, t_max)
             logits = dec.first_logits
             for step in range(t_max):
-                nxt = choose_tokens(logits, counter_uniforms(seed_arr[rows.cpu().numpy()], step), params)
+                nxt = choose_tokens(logits, table[rows.cpu(), step], params)
                 out[rows, step] = nxt
                 done = torch.isin(nxt, eos)
                 if max_stop:
