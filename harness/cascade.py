@@ -101,8 +101,8 @@ def _cat(linears) -> tuple[torch.Tensor, torch.Tensor | None]:
     return torch.cat(ws), None
 
 
-def _eps(norm) -> float:
-    return norm.variance_epsilon
+def _norm(norm) -> tuple[torch.Tensor, float]:
+    return norm.weight, norm.variance_epsilon
 
 
 def weights(model: Any) -> Weights:
@@ -117,14 +117,14 @@ def weights(model: Any) -> Weights:
             qkv_mods, gu_mods = (att.q_proj, att.k_proj, att.v_proj), (mlp.gate_proj, mlp.up_proj)
             act = F.silu if model.config.hidden_act == "silu" else mlp.act_fn
             layers.append(_Layer(
-                ln1=(layer.input_layernorm.weight, _eps(layer.input_layernorm)),
-                ln2=(layer.post_attention_layernorm.weight, _eps(layer.post_attention_layernorm)),
+                ln1=_norm(layer.input_layernorm),
+                ln2=_norm(layer.post_attention_layernorm),
                 qkv=[_cat(qkv_mods)] if fuse else [_wb(x) for x in qkv_mods],
                 q_norm=getattr(att, "q_norm", None), k_norm=getattr(att, "k_norm", None),   # Qwen3
                 o=_wb(att.o_proj),
                 gate_up=[_cat(gu_mods)] if fuse else [_wb(x) for x in gu_mods],
                 down=_wb(mlp.down_proj), act=act))
-    return Weights(inner.embed_tokens.weight, layers, (inner.norm.weight, _eps(inner.norm)), _wb(model.lm_head))
+    return Weights(inner.embed_tokens.weight, layers, _norm(inner.norm), _wb(model.lm_head))
 
 
 @dataclass

@@ -98,6 +98,14 @@ def choose_tokens(logits, uniforms, params: SamplingParams):
     return (j if order is None else order.gather(-1, j)).squeeze(-1)
 
 
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """A rendered prompt's token ids, without special tokens (the template already holds any it needs)."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise UserError("empty prompt")
+    return ids
+
+
 class Engine(Protocol):
     name: str
 
@@ -158,10 +166,7 @@ class HFEngine:
         return out
 
     def _encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise UserError("empty prompt")
-        return ids
+        return encode_prompt(self.tokenizer, prompt)
 
     def _decoder(self, prompts: list[list[int]], rows: int, max_new_tokens: int):
         """The step function for one batch: the cascade decoder when every row shares one prompt and the

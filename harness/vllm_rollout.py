@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import UserError
-from harness.sampling import VLLMEngine
+from harness.sampling import VLLMEngine, encode_prompt
 
 INSTALL = "pip install 'rlvr-harness[vllm]'"
 MIN_VLLM = "0.27"   # vllm#48981: the stateful trainer-side IPC engine (IPCTrainerInitInfo, send_weights)
@@ -113,14 +113,8 @@ class VLLMRolloutEngine(VLLMEngine):
     def generate(self, requests, params):
         if self.asleep:
             raise RuntimeError("vLLM is asleep: sync_weights must run after sleep and before generate")
-        return super().generate([({"prompt_token_ids": self._encode(prompt)}, seeds) for prompt, seeds in requests],
+        return super().generate([({"prompt_token_ids": encode_prompt(self.tokenizer, prompt)}, seeds) for prompt, seeds in requests],
                                 params)
-
-    def _encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise UserError("empty prompt")
-        return ids
 
     def sleep(self) -> None:
         """Before the update phase: with `vllm.sleep`, discard vLLM's weights and KV cache (level 2) so that the
