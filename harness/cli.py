@@ -363,6 +363,8 @@ def _setup_export_lm_eval(p: argparse.ArgumentParser) -> None:
                                    "tokenizer= or pretrained= model argument)")
     p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10)")
     p.add_argument("--workers", type=int, help="verifier processes (default: all CPUs)")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a scoring option of the tasks that accept it, as in rlvr eval (repeatable)")
 
 
 @verb("export-lm-eval", "write our tasks as lm-eval task YAMLs (our prompts, verifiers, unbiased pass@k)",
@@ -372,10 +374,11 @@ def _cmd_export_lm_eval(a: argparse.Namespace) -> int:
     from harness.lmeval_export import ExportConfig, export_lm_eval
     from harness.sampling import SamplingParams
     from harness.tables import parse_ks
+    from harness.task_options import parse_task_options
     from tasks import expand
 
     names = expand(a.tasks)
-    cfg = ExportConfig(
+    cfg = ExportConfig(task_options=parse_task_options(a.task_option, names),
         out=a.out, tasks=names, n=a.n, ks=parse_ks(a.k) if a.k else None,
         templates=parse_templates(a.template, names),
         sampling=SamplingParams(a.temperature, a.top_p, a.top_k, a.max_new_tokens, tuple(a.stop)),

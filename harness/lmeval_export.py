@@ -72,6 +72,7 @@ class ExportConfig:
     data_dir:  benchmark directory baked into the export (default at run time: $RLVR_DATA_DIR).
     model:     tokenizer source for chat-template prompts, baked in (default at run time: the model
                lm-eval evaluates, from its `tokenizer=` or `pretrained=` argument).
+    task_options: task -> {option: value}, scoring options as `rlvr eval --task-option` (harness/task_options.py).
     """
 
     out: str
@@ -85,6 +86,7 @@ class ExportConfig:
     model: str | None = None
     deadline_s: float = 10.0
     workers: int | None = None
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.n < 1:
@@ -158,6 +160,9 @@ def task_config(cfg: ExportConfig, name: str) -> dict[str, Any]:
         "metadata": {"version": EXPORT_VERSION, "rlvr_harness_task": name, "template": template,
                      "n": cfg.n, "pass_ks": cfg.pass_ks, "lm_eval_version": LMEVAL_VERSION},
     }
+    if cfg.task_options.get(name):
+        doc["dataset_kwargs"]["rlvr_options"] = cfg.task_options[name]
+        doc["metadata"]["task_options"] = cfg.task_options[name]
     if task.domain == "code":
         # the completions are executed (in our sandbox); lm-eval asks for --confirm_run_unsafe_code
         doc["unsafe_code"] = True
@@ -218,7 +223,7 @@ def export_lm_eval(cfg: ExportConfig) -> list[Path]:
     settings = {"n": cfg.n, "pass_ks": cfg.pass_ks,
                 "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)}, "limit": cfg.limit,
                 "data_dir": cfg.data_dir, "model": cfg.model, "deadline_s": cfg.deadline_s, "workers": cfg.workers,
-                "tasks": names}
+                "tasks": names, "task_options": cfg.task_options}
     helper = out / f"{HELPER_MODULE}.py"
     lines = "\n".join(f"    {k}: {json.dumps(v)}" for k, v in settings.items())
     helper.write_text(HELPER_SOURCE.format(settings=lines, ks=tuple(cfg.pass_ks), deadline=float(cfg.deadline_s),
@@ -291,11 +296,13 @@ def _tokenizer_sources(export_model: str | None, model_args: dict) -> list[tuple
 
 
 def load_docs(rlvr_task: str, rlvr_template: str | None = None, rlvr_limit: int | None = None,
-              rlvr_data_dir: str | None = None, rlvr_tokenizer: str | None = None, **lm_eval_metadata):
+              rlvr_data_dir: str | None = None, rlvr_tokenizer: str | None = None,
+              rlvr_options: dict[str, Any] | None = None, **lm_eval_metadata):
     """lm-eval `custom_dataset`: {"test": Dataset} with one row per problem.
 
-    Columns: rlvr_task, template, problem_id, prompt (the rendered prompt, lm-eval's request context)
-    and target (the gold answer, shown in lm-eval's logs; empty for code tasks, whose gold is tests)."""
+    Columns: rlvr_task, template, options (the task's scoring options as JSON, "{}" for none), problem_id,
+    prompt (the rendered prompt, lm-eval's request context) and target (the gold answer, shown in lm-eval's
+    logs; empty for code tasks, whose gold is tests)."""
     import datasets
 
     task = task_registry.get(rlvr_task)
@@ -309,7 +316,8 @@ def load_docs(rlvr_task: str, rlvr_template: str | None = None, rlvr_limit: int 
     for p in problems:
         target = "" if task.domain == "code" else (p.answer if isinstance(p.answer, str)
                                                    else json.dumps(p.answer, default=str))
-        rows.append({"rlvr_task": rlvr_task, "template": template or "", "problem_id": p.id,
+        rows.append({"rlvr_task": rlvr_task, "template": template or "",
+                     "options": json.dumps(rlvr_options or {}, sort_keys=True), "problem_id": p.id,
                      "prompt": task.prompt(p, template, tokenizer), "target": target})
     if not rows:
         raise UserError(f"{TASK_PREFIX}{rlvr_task}: no problems to evaluate")
@@ -333,10 +341,16 @@ def verify_samples(resps: Sequence[Sequence[str]], docs: Sequence[dict], deadlin
     resps: per document, the n completions (lm-eval's `inst.resps`). All of a task's samples go to one
     `VerifierPool` at once: checks run in worker processes under a hard deadline (code in our sandbox),
     never in lm-eval's process, and repeated answers are checked once."""
+    from harness.task_options import configured_task
     from harness.verifier_pool import VerifierPool
 
     problems = [_problem(d) for d in docs]
-    items = [(p.task, p, text) for p, texts in zip(problems, resps, strict=True) for text in texts]
+    # the task as configured by the export's options (they act through `extract`, which runs here)
+    configured = {(d["rlvr_task"], d.get("options", "{}")): configured_task(d["rlvr_task"],
+                                                                             json.loads(d.get("options") or "{}"))
+                  for d in docs}
+    items = [(configured[(d["rlvr_task"], d.get("options", "{}"))], p, text)
+             for d, p, texts in zip(docs, problems, resps, strict=True) for text in texts]
     if not items:
         return [[] for _ in docs]
     modules = sorted({type(task_registry.get(p.task)).__module__ for p in problems})

@@ -69,6 +69,7 @@ class EvalSchedule:
     top_p: float = 0.95
     max_new_tokens: int | None = None    # default: the training max_new_tokens
     data_dir: str | None = None
+    task_options: list[str] = field(default_factory=list)   # KEY=VALUE, as `rlvr eval --task-option`
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,20 @@ class TrainConfig:
         if self.rollout_engine not in ROLLOUT_ENGINES:
             raise UserError(f"field 'rollout_engine': expected one of {', '.join(ROLLOUT_ENGINES)}, "
                             f"got {self.rollout_engine!r}")
+        self.eval_task_options()     # a bad option is a config error now, not at the first evaluation
+
+    def eval_task_options(self) -> dict[str, dict[str, Any]]:
+        """`eval.task_options` as `EvalConfig.task_options` ({task: {key: value}})."""
+        if not self.eval.task_options:
+            return {}
+        from harness.task_options import FLAG, parse_task_options
+        from tasks import expand
+
+        try:
+            return parse_task_options(list(self.eval.task_options), expand(list(self.eval.tasks)))
+        except UserError as e:
+            msg = str(e).removeprefix(FLAG).lstrip(" :").replace("--tasks", "eval.tasks")
+            raise UserError(f"field 'eval.task_options': {msg}") from None
 
 
 def build_method(spec: dict[str, Any]):
@@ -514,6 +529,7 @@ class Trainer:
                          sampling=SamplingParams(e.temperature, e.top_p, 0,
                                                  e.max_new_tokens or self.cfg.sampling.max_new_tokens),
                          seed=self.cfg.seed, limit=e.limit, data_dir=e.data_dir, workers=self.cfg.workers,
+                         task_options=self.cfg.eval_task_options(),
                          label=self.cfg.label or f"{self.method.name} step {step}", step=step,
                          method=self._method_dict())
         evaluate(cfg, engine=engine, tokenizer=self.tok, progress=self.progress, print_table=self.progress)

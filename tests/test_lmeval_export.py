@@ -125,7 +125,7 @@ def test_load_docs_renders_rlvr_eval_prompts_and_loads_the_tokenizer_only_when_n
     micro = load_docs(rlvr_task="micro_arith", rlvr_limit=3, pretrained="/no/such/model")["test"]
     task = registry.get("micro_arith")
     assert micro["prompt"] == [task.prompt(p) for p in task.load()[:3]]      # the bogus model is never loaded
-    assert micro.column_names == ["rlvr_task", "template", "problem_id", "prompt", "target"]
+    assert micro.column_names == ["rlvr_task", "template", "options", "problem_id", "prompt", "target"]
 
     math500 = registry.get("math500")
     problems = math500.load(data_dir)[:2]
@@ -156,6 +156,22 @@ def test_filter_verifies_every_sample_and_process_results_is_unbiased_pass_at_k(
     assert process_results(docs[1], [verdicts[1]], ks=(1, 4)) == {"pass@1": 0.0, "pass@4": 0.0}
     with pytest.raises(UserError, match="pass@8 needs at least 8 samples"):
         process_results(docs[0], [verdicts[0]], ks=(1, 8))
+
+
+def test_task_options_reach_the_yaml_and_the_verdicts(tmp_path, data_dir):
+    """--task-option answer_mode=any_boxed (BBG's scoring): baked into the task YAML, and the filter extracts
+    with the configured task, so an early right box counts where the default last-box rule says wrong."""
+    assert main(["export-lm-eval", "--tasks", "aime24", "--out", str(tmp_path / "x"), "--n", "2",
+                     "--data-dir", str(data_dir), "--task-option", "answer_mode=any_boxed"]) == 0
+    doc = yaml.load((tmp_path / "x" / "rlvr_aime24.yaml").read_text(), Loader=_Loader)
+    assert doc["dataset_kwargs"]["rlvr_options"] == {"answer_mode": "any_boxed"}
+    assert doc["metadata"]["task_options"] == {"answer_mode": "any_boxed"}
+    problem = registry.get("aime24").load(data_dir)[0]
+    text = f"first \\boxed{{{problem.answer}}} then \\boxed{{{int(problem.answer) + 1}}}"
+    for options, correct in (({"answer_mode": "any_boxed"}, True), (None, False)):
+        docs = list(load_docs(rlvr_task="aime24", rlvr_limit=1, rlvr_data_dir=str(data_dir),
+                              rlvr_options=options)["test"])
+        assert [v["correct"] for v in verify_samples([[text]], docs, workers=1)[0]] == [correct]
 
 
 # ---- through lm-eval (tox -e lmeval) -----------------------------------------------------------------

@@ -108,7 +108,19 @@ def test_periodic_evaluation_writes_runs(tmp_path, tiny_model):
         assert info["step"] == step and info["method"]["name"] == "nsr"
 
 
+def test_periodic_evaluation_takes_task_options(tmp_path, tiny_model):
+    out = train(config(tmp_path, tiny_model, "nsr", steps=1,
+                       eval={"tasks": ["aime24"], "n": 2, "limit": 1, "max_new_tokens": 2,
+                             "task_options": ["answer_mode=any_boxed"]}), progress=False)
+    info = json.loads((out / "eval" / "step_1" / "run.json").read_text())
+    assert info["tasks"]["aime24"]["options"] == {"answer_mode": "any_boxed"}
+
+
 @pytest.mark.parametrize("over,match", [
+    ({"eval": {"tasks": ["aime24"], "task_options": ["nope=1"]}},
+     r"field 'eval.task_options': nope: no task among eval.tasks accepts it \(they accept: answer_mode, fallback\)$"),
+    ({"eval": {"tasks": ["aime24"], "task_options": ["answer_mode=all"]}},
+     r"field 'eval.task_options': task aime24: answer_mode 'all' is not one of boxed, any_boxed$"),
     ({"stepz": 3}, "field 'stepz': unknown"),
     ({"steps": "many"}, "field 'steps': expected an integer"),
     ({"optimizer": {"lr": "fast"}}, "field 'optimizer.lr': expected a number"),
