@@ -303,21 +303,27 @@ class VLLMEngine:
                        gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True)
 
     def generate(self, requests, params):
-        from vllm import SamplingParams as VParams
+        return vllm_generate(self.llm, requests, params)
 
-        prompts, sps, shape = [], [], []
-        for prompt, seeds in requests:
-            shape.append(len(seeds))
-            for s in seeds:
-                prompts.append(prompt)
-                sps.append(VParams(n=1, seed=int(s), temperature=params.temperature, top_p=params.top_p,
-                                   top_k=params.top_k if params.top_k else -1, max_tokens=params.max_new_tokens,
-                                   stop=list(params.stop) or None))
-        outs = self.llm.generate(prompts, sps, use_tqdm=False)
-        flat = [Completion(o.outputs[0].text, list(o.outputs[0].token_ids),
-                           "length" if o.outputs[0].finish_reason == "length" else "stop") for o in outs]
-        result, i = [], 0
-        for n in shape:
-            result.append(flat[i:i + n])
-            i += n
-        return result
+
+def vllm_generate(llm: Any, requests, params: SamplingParams) -> list[list[Completion]]:
+    """`Engine.generate` on a `vllm.LLM`: one request per sample with its own seed. A request's prompt is a
+    string or anything vLLM takes as a prompt (e.g. {"prompt_token_ids": [...]})."""
+    from vllm import SamplingParams as VParams
+
+    prompts, sps, shape = [], [], []
+    for prompt, seeds in requests:
+        shape.append(len(seeds))
+        for s in seeds:
+            prompts.append(prompt)
+            sps.append(VParams(n=1, seed=int(s), temperature=params.temperature, top_p=params.top_p,
+                               top_k=params.top_k if params.top_k else -1, max_tokens=params.max_new_tokens,
+                               stop=list(params.stop) or None))
+    outs = llm.generate(prompts, sps, use_tqdm=False)
+    flat = [Completion(o.outputs[0].text, list(o.outputs[0].token_ids),
+                       "length" if o.outputs[0].finish_reason == "length" else "stop") for o in outs]
+    result, i = [], 0
+    for n in shape:
+        result.append(flat[i:i + n])
+        i += n
+    return result

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import UserError
-from harness.sampling import VLLMEngine, encode_prompt
+from harness.sampling import encode_prompt, vllm_generate
 
 INSTALL = "pip install 'rlvr-harness[vllm]'"
 MIN_VLLM = "0.27"   # vllm#48981: the stateful trainer-side IPC engine (IPCTrainerInitInfo, send_weights)
@@ -94,12 +94,15 @@ class LLMWeightSyncClient:
             self.llm.update_weight_version(weight_version)
 
 
-class VLLMRolloutEngine(VLLMEngine):
-    """The `vllm` engine (one request per sample, its own seed) on token-id prompts, plus the weight sync.
+class VLLMRolloutEngine:
+    """The `vllm` engine's sampling (one request per sample, its own seed) on token-id prompts, on an `LLM`
+    built for weight transfer, plus the weight sync.
 
     Prompts go to vLLM as token ids encoded without special tokens, exactly the ids the trainer scores.
     `make_sender(model)` returns the trainer-side transfer engine for `model` (built once per model).
     """
+
+    name = "vllm"
 
     def __init__(self, llm: Any, tokenizer: Any, make_sender: Callable[[Any], Any], sleep: bool = False):
         self.llm = llm
@@ -113,8 +116,8 @@ class VLLMRolloutEngine(VLLMEngine):
     def generate(self, requests, params):
         if self.asleep:
             raise RuntimeError("vLLM is asleep: sync_weights must run after sleep and before generate")
-        return super().generate([({"prompt_token_ids": encode_prompt(self.tokenizer, prompt)}, seeds) for prompt, seeds in requests],
-                                params)
+        return vllm_generate(self.llm, [({"prompt_token_ids": encode_prompt(self.tokenizer, prompt)}, seeds)
+                                        for prompt, seeds in requests], params)
 
     def sleep(self) -> None:
         """Before the update phase: with `vllm.sleep`, discard vLLM's weights and KV cache (level 2) so that the
