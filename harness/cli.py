@@ -292,7 +292,7 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
 @verb("train", "train a model with an RLVR method (resumes from the last checkpoint in --out)", _setup_train)
 def _cmd_train(a: argparse.Namespace) -> int:
     if a.backend == "verl":
-        from harness.verl_backend import launch
+        from harness.backends.verl import launch
 
         plan = launch.prepare(a.config, a.set)
         print(plan.render(), flush=True)

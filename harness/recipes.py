@@ -232,8 +232,8 @@ def validate(recipe: Recipe, path: Path) -> None:
     if recipe.hardware.backend == "local" and recipe.hardware.gpus > 1:
         fail("hardware.backend", "our local trainer uses one device; recipes needing several GPUs use verl")
     if recipe.verl:
+        from harness.backends.verl.launch import VerlSection
         from harness.config import from_dict
-        from harness.verl_backend.launch import VerlSection
 
         try:
             from_dict(VerlSection, dict(recipe.verl), "verl")
@@ -482,8 +482,8 @@ def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
     from importlib import metadata
 
     import methods
-    from harness.verl_backend import VERL_VERSION
-    from harness.verl_backend.launch import check_method
+    from harness.backends.verl import VERL_VERSION
+    from harness.backends.verl.launch import check_method
 
     found, missing = [], []
     try:

@@ -60,7 +60,7 @@ def machine_missing(name: str) -> set[tuple[str, str]]:
     import importlib.util
     from importlib import metadata
 
-    from harness.verl_backend import VERL_VERSION
+    from harness.backends.verl import VERL_VERSION
 
     out = set()
     if recipes.gpu_count() < GPUS[name]:
@@ -185,7 +185,7 @@ def test_reproduce_user_errors(capsys, argv, message):
 
 
 def test_a_recipe_that_cannot_run_here_writes_its_verl_configs(tmp_path, data_dir, empty_hf_cache):
-    from harness.verl_backend.launch import load
+    from harness.backends.verl.launch import load
 
     recipe, path = recipes.load_recipe("nsr")
     with pytest.raises(UserError, match="cannot run here: missing model Qwen/Qwen2.5-Math-7B"):

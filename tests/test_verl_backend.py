@@ -18,10 +18,10 @@ verl = pytest.importorskip("verl")
 core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
 
 import methods  # noqa: E402
+from harness.backends.verl import VERL_VERSION, launch, patch, plugin, verl_name  # noqa: E402
 from harness.config import from_dict  # noqa: E402
 from harness.token_stats import token_stats  # noqa: E402
 from harness.trainer import TrainConfig  # noqa: E402
-from harness.verl_backend import VERL_VERSION, launch, patch, plugin, verl_name  # noqa: E402
 from methods.aggregation import AGG_MODES, AggScale  # noqa: E402
 from methods.base import TokenBatch  # noqa: E402
 
@@ -437,7 +437,7 @@ def test_translated_launch_is_accepted_by_verls_config_loader(method_block, sect
     assert conf.data.filter_overlong_prompts is True and conf.data.max_prompt_length == 300
     assert conf.algorithm.filter_groups.enable == bool(method_block.get("dynamic_sampling"))
     env = conf.ray_kwargs.ray_init.runtime_env.env_vars
-    assert env.VERL_USE_EXTERNAL_MODULES == "harness.verl_backend.plugin"
+    assert env.VERL_USE_EXTERNAL_MODULES == "harness.backends.verl.plugin"
     assert json.loads(env.RLVR_VERL_METHOD) == method_block
     for raw in vs.overrides:
         key, value = raw.split("=")
@@ -448,7 +448,7 @@ def test_reward_function_loads_through_verls_loader():
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from harness.verl_backend import reward
+    from harness.backends.verl import reward
 
     conf = OmegaConf.create({"reward": {"custom_reward_function": {"path": launch.REWARD_PATH,
                                                                    "name": "compute_score"}}})
@@ -464,7 +464,7 @@ def test_verls_overlong_filter_drops_exactly_the_prompts_we_drop(tiny_model, tmp
     from transformers import AutoTokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    from harness.verl_backend import reward
+    from harness.backends.verl import reward
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
     cfg = from_dict(TrainConfig, {"model": str(tiny_model), "out": str(tmp_path / "out"), "tasks": ["micro_arith"],

@@ -1,6 +1,6 @@
 """verl's custom reward function, scoring with our task verifiers.
 
-The launcher points verl at it with `reward.custom_reward_function.path=pkg://harness.verl_backend.reward`
+The launcher points verl at it with `reward.custom_reward_function.path=pkg://harness.backends.verl.reward`
 and `.name=compute_score`. verl 0.9.1's reward manager calls
 `compute_score(data_source=, solution_str=, ground_truth=, extra_info=)` from a thread pool; the
 parquet rows the launcher writes carry the whole `Problem` as JSON in `extra_info["rlvr_problem"]`.
@@ -20,7 +20,7 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from harness.verl_backend import VERIFY_DEADLINE_ENV, VERIFY_WORKERS_ENV
+from harness.backends.verl import VERIFY_DEADLINE_ENV, VERIFY_WORKERS_ENV
 from tasks.base import Problem
 
 __all__ = ["compute_score", "problem_to_extra_info", "problem_from_extra_info", "close_pool"]

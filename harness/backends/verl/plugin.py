@@ -13,7 +13,7 @@ methods use the paper defaults.
 The wrappers take verl 0.9.1's keyword arguments plus `**kwargs`, so keywords verl adds later do not
 break them, and extra per-token tensors (entropy, ref_logp, tokens, rewards, proxy_logp, topk_logp,
 topk_ids: the `TokenBatch` field names) arrive through the same `**kwargs` from the patched `ppo_loss`
-(harness/verl_backend/patch.py). Methods that need any of them install that patch at import, which
+(harness/backends/verl/patch.py). Methods that need any of them install that patch at import, which
 refuses any verl release but the pinned one.
 """
 
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 import methods
-from harness.verl_backend import METHOD_ENV, NAME_PREFIX, VERL_VERSION, verl_name
+from harness.backends.verl import METHOD_ENV, NAME_PREFIX, VERL_VERSION, verl_name
 from methods.aggregation import AggScale
 from methods.base import AUX_FIELDS, Method, TokenBatch
 
@@ -178,7 +178,7 @@ def _activate() -> None:
     register_all()
     spec = method_spec()
     if spec:
-        from harness.verl_backend import patch
+        from harness.backends.verl import patch
 
         method = method_for(spec["name"])
         if method.requires:

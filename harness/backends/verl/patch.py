@@ -34,8 +34,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from harness.backends.verl import NAME_PREFIX, UNSUPPORTED_FIELDS, VERL_VERSION
 from harness.token_stats import default_chunk_size
-from harness.verl_backend import NAME_PREFIX, UNSUPPORTED_FIELDS, VERL_VERSION
 from methods.base import Method
 from methods.lp_reg import minp_proxy_logprobs
 

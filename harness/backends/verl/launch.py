@@ -38,10 +38,7 @@ from typing import Any, Literal
 
 import torch
 
-from harness.config import from_dict, read_config_data
-from harness.errors import UserError
-from harness.trainer import TrainConfig, build_method, training_problems
-from harness.verl_backend import (
+from harness.backends.verl import (
     METHOD_ENV,
     PLUGIN_MODULE,
     UNSUPPORTED_FIELDS,
@@ -50,6 +47,9 @@ from harness.verl_backend import (
     VERL_VERSION,
     verl_name,
 )
+from harness.config import from_dict, read_config_data
+from harness.errors import UserError
+from harness.trainer import TrainConfig, build_method, training_problems
 from methods.base import Method
 from methods.grpo import GRPO
 
@@ -58,7 +58,7 @@ __all__ = ["VerlSection", "VerlLaunch", "load", "translate", "prepare", "run", "
 
 # A chat template that emits each message's content verbatim: our prompts arrive rendered.
 RAW_PROMPT_TEMPLATE = "{% for message in messages %}{{ message.content }}{% endfor %}"
-REWARD_PATH = "pkg://harness.verl_backend.reward"
+REWARD_PATH = "pkg://harness.backends.verl.reward"
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str,
              f"rlvr-harness must be installed on every node"]
     if req:
         notes.append(f"method {method.name} reads {', '.join(sorted(req))}: the plugin patches verl "
-                     f"{VERL_VERSION}'s FSDP forward and ppo_loss (harness/verl_backend/patch.py)")
+                     f"{VERL_VERSION}'s FSDP forward and ppo_loss (harness/backends/verl/patch.py)")
     if cfg.device != "auto" or cfg.dtype != "float32" or cfg.workers is not None:
         notes.append("device, dtype and workers are not used: verl places and casts the model itself")
     if cfg.rollout_engine != "hf" or cfg.vllm != type(cfg.vllm)():
@@ -341,7 +341,7 @@ def _drop_overlong(rendered: list[_Prompt], limit: int | None, what: str) -> tup
 
 
 def _rows(rendered: list[_Prompt], split: str) -> list[dict]:
-    from harness.verl_backend.reward import problem_to_extra_info
+    from harness.backends.verl.reward import problem_to_extra_info
 
     rows = []
     for i, r in enumerate(rendered):
