@@ -1,8 +1,8 @@
 """Pieces every method shares: loss aggregation (verl's `loss_agg_mode`), the PPO clipped surrogate, k3 KL.
 
-Aggregation follows verl 0.3.1.dev `agg_loss` (methods-spec section 0.5), with one change of *where* the
-normaliser comes from: verl divides by counts of the micro-batch it is handed; here the counts are those of
-the whole mini-batch (`AggScale`), so a mini-batch split into micro-batches whose losses are summed
+Aggregation follows verl's `agg_loss` (methods-spec section 0.5; verl 0.9.1, the version our verl backend
+pins, for `seq-mean-token-sum-norm`), with the normalisers of the whole mini-batch (`AggScale`), as verl
+0.9.1 takes them from its global batch info: a mini-batch split into micro-batches whose losses are summed
 (`loss_1.backward(); loss_2.backward(); ...`, no division by the number of micro-batches) gets exactly the
 gradient of the unsplit mini-batch. When `scale` is None the batch given is taken to be the mini-batch.
 
@@ -11,11 +11,15 @@ gradient of the unsplit mini-batch. When `scale` is None the batch given is take
 | `token-mean`              | sum_{b,t} L m / tokens                            |
 | `seq-mean-token-sum`      | sum_b (sum_t L m) / seqs                          |
 | `seq-mean-token-mean`     | sum_b (sum_t L m / sum_t m) / seqs                |
-| `seq-mean-token-sum-norm` | sum_{b,t} L m / t_pad     (no division by B: verl) |
+| `seq-mean-token-sum-norm` | sum_{b,t} L m / (seqs * t_pad)                    |
 
-`t_pad` is verl's `mask.shape[-1]`; verl notes it should be a constant (the max response length) to
-match Dr. GRPO, and a constant is also what keeps it split-invariant, so `AggScale.of` takes it as an
-argument. `microbatch_weighted=True` gives the verl 0.2.0.dev form used by the NSR (RLVR-Decomposed) and
+`seq-mean-token-sum-norm` is Dr. GRPO's (1/G) sum_i sum_t L / L_max, and verl 0.9.1's form (sum over
+sequences / global_batch_size / loss_scale_factor). Spec 0.5 quotes verl 0.3.1, which did not divide by B
+in `agg_loss`; that verl then divided each micro-batch's loss by the number of micro-batches, so its
+effective scale depended on how the mini-batch was split, and a literal "no division by B" loss grows
+with the mini-batch (under gradient clipping that changes the update). `t_pad` is verl's `mask.shape[-1]`
+unless set; verl notes it should be a constant (the max response length) to match Dr. GRPO, and a
+constant is also what keeps it split-invariant, so `AggScale.of` takes it as an argument. `microbatch_weighted=True` gives the verl 0.2.0.dev form used by the NSR (RLVR-Decomposed) and
 CaSP (SimKO) code: the token-mean *of the micro-batch* times (micro-batch rows / mini-batch rows), a
 row-weighted average of per-micro-batch token means (close to, not equal to, a global token-mean).
 """
@@ -83,7 +87,7 @@ def agg_loss(loss: Tensor, mask: Tensor, mode: AggMode, scale: AggScale | None =
     if mode == "seq-mean-token-mean":
         # a row with no token contributes 0 but still counts as a sequence (verl: count + 1e-8)
         return (lm.sum(-1) / m.sum(-1).clamp_min(1.0)).sum() / max(s.seqs, 1)
-    return lm.sum() / s.t_pad
+    return lm.sum() / (max(s.seqs, 1) * s.t_pad)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> float:

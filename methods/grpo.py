@@ -37,11 +37,14 @@ def clipped_pg_loss(method: Method, batch: TokenBatch) -> tuple[Tensor, dict[str
     return loss, stats
 
 
-def with_entropy_bonus(method: Method, batch: TokenBatch, loss: Tensor, stats: dict[str, float]) -> Tensor:
-    """loss - entropy_coef * agg(entropy), the entropy keeping its gradient; records the entropy."""
+def with_entropy_bonus(method: Method, batch: TokenBatch, loss: Tensor, stats: dict[str, float],
+                       rows: Tensor | None = None) -> Tensor:
+    """loss - entropy_coef * agg(entropy), the entropy keeping its gradient; records the entropy.
+    rows: bool [B], the rows the bonus applies to (None: all); the others add 0 under the same normaliser."""
     if method.entropy_coef <= 0:
         return loss
-    ent = method.agg(batch.entropy, batch)
+    entropy = batch.entropy if rows is None else batch.entropy * rows[:, None].to(batch.entropy.dtype)
+    ent = method.agg(entropy, batch)
     stats["entropy"] = float(ent.detach())
     return loss - method.entropy_coef * ent
 

@@ -31,7 +31,8 @@ class SignedReinforce(Method):
         says 1e-4 [S], unconfirmed (spec 2.9.1).
     row_selection: "subset" (code: the trainer drops the rows the objective ignores, so they leave the
         token-mean denominator and PSR/NSR take fewer optimizer steps) or "mask" (keep every row with
-        advantage 0: same step count, larger denominator) (spec 2.9.3).
+        advantage 0: same step count, larger denominator; as with subset, those rows get no entropy
+        bonus either, so they contribute no gradient) (spec 2.9.3).
     microbatch_weighted: the code's verl 0.2 per-micro-batch token-mean; off = global token-mean (spec 0.5).
     """
 
@@ -57,10 +58,15 @@ class SignedReinforce(Method):
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:
         return per_token(self.row_advantages(rewards), mask)
 
+    def bonus_rows(self, batch: TokenBatch) -> Tensor | None:
+        """The rows the entropy bonus applies to: all (None), except PSR/NSR under "mask", whose rows with
+        advantage 0 stand for the rows "subset" drops."""
+        return None
+
     def loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float]]:
         batch.check(self.requires)
         loss, stats = clipped_pg_loss(self, batch)
-        loss = with_entropy_bonus(self, batch, loss, stats)
+        loss = with_entropy_bonus(self, batch, loss, stats, self.bonus_rows(batch))
         stats["loss"] = float(loss.detach())
         return loss, stats
 
@@ -78,6 +84,9 @@ class PSR(SignedReinforce):
         keep = super().select_rows(rewards, group_ids)
         return keep & (rewards == 1) if self.row_selection == "subset" else keep
 
+    def bonus_rows(self, batch: TokenBatch) -> Tensor | None:
+        return (batch.advantages != 0).any(-1) if self.row_selection == "mask" else None
+
 
 @register("nsr")
 @dataclass(frozen=True)
@@ -91,6 +100,9 @@ class NSR(SignedReinforce):
     def select_rows(self, rewards: Tensor, group_ids: Tensor) -> Tensor:
         keep = super().select_rows(rewards, group_ids)
         return keep & (rewards != 1) if self.row_selection == "subset" else keep
+
+    def bonus_rows(self, batch: TokenBatch) -> Tensor | None:
+        return (batch.advantages != 0).any(-1) if self.row_selection == "mask" else None
 
 
 @register("w_reinforce")

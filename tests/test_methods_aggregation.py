@@ -17,7 +17,7 @@ M = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.float64)
     ("token-mean", (1 + 2 + 3 + 10) / 4),
     ("seq-mean-token-sum", (6 + 10) / 2),
     ("seq-mean-token-mean", (6 / 3 + 10 / 1) / 2),
-    ("seq-mean-token-sum-norm", (6 + 10) / 4),  # T_pad = 4 and no division by B (verl 0.3.1)
+    ("seq-mean-token-sum-norm", (6 + 10) / 2 / 4),  # mean over the B = 2 rows, / T_pad = 4 (verl 0.9.1, Dr. GRPO)
 ])
 def test_modes_match_the_spec_table(mode, want):
     assert agg_loss(L, M, mode).item() == pytest.approx(want, abs=1e-12)
@@ -75,7 +75,7 @@ def test_split_invariance_needs_a_constant_t_pad():
     scale = AggScale.of(mask, t_pad=8)
     parts = agg_loss(loss[:1], mask[:1], "seq-mean-token-sum-norm", scale) + \
         agg_loss(loss[1:, :1], mask[1:, :1], "seq-mean-token-sum-norm", scale)
-    assert parts.item() == pytest.approx(whole.item()) == pytest.approx(5 / 8)
+    assert parts.item() == pytest.approx(whole.item()) == pytest.approx(5 / 2 / 8)
 
 
 @pytest.mark.parametrize("ratio, adv, eps_low, eps_high, dual, want_loss, want_clipped", [

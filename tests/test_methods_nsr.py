@@ -57,6 +57,18 @@ def test_nsr_gets_zero_gradient_from_correct_rows(entropy_coef):
     assert b.logp.grad[~correct].abs().sum() > 0
 
 
+@pytest.mark.parametrize("name, ignored", [("nsr", REWARDS == 1), ("psr", REWARDS == 0)])
+def test_mask_mode_gives_ignored_rows_no_entropy_gradient(name, ignored):
+    """Under "mask" the rows "subset" would drop keep advantage 0; they get no entropy bonus either."""
+    m = methods.build(name, {"row_selection": "mask", "entropy_coef": 0.5})
+    b = make_batch(m)
+    ent = torch.rand(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    b.entropy = ent
+    m.loss(b)[0].backward()
+    assert torch.all(ent.grad[ignored] == 0)
+    assert torch.all(ent.grad[~ignored][b.mask[~ignored] > 0] < 0)    # the bonus raises the kept rows' entropy
+
+
 def test_subset_and_mask_differ_only_in_the_denominator():
     sub, msk = methods.build("nsr", {"entropy_coef": 0.0}), methods.build("nsr", {"row_selection": "mask", "entropy_coef": 0.0})
     keep = sub.select_rows(REWARDS, GIDS)

@@ -133,6 +133,21 @@ def actor_config(loss_mode, agg_mode="token-mean", loss_scale_factor=None):
 
 
 @pytest.mark.parametrize("mode", AGG_MODES)
+def test_every_aggregation_mode_equals_verls_own(mode):
+    """Our agg_loss is verl's agg_loss of the same name (one rank, the whole mini-batch; every row has a
+    response token, as verl excludes empty rows from its own sequence count)."""
+    from methods.aggregation import agg_loss
+
+    g = torch.Generator().manual_seed(5)
+    loss = torch.randn(8, 7, generator=g, dtype=torch.float64)
+    mask = (torch.rand(8, 7, generator=g) < 0.7).to(torch.float64)
+    mask[:, 0] = 1
+    want = core_algos.agg_loss(loss, mask, mode, loss_scale_factor=7)
+    tol = 1e-7 if mode == "seq-mean-token-mean" else 1e-12    # verl divides by (row count + 1e-8)
+    torch.testing.assert_close(agg_loss(loss, mask, mode, AggScale.of(mask, t_pad=7)), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("mode", AGG_MODES)
 @pytest.mark.parametrize("name", ["grpo", "nsr"])
 def test_data_parallel_micro_batches_sum_to_the_mini_batch_loss(mode, name, method_env):
     """verl splits a mini-batch over dp ranks and micro-batches, sums each rank's micro-batch losses

@@ -77,9 +77,10 @@ def agg_scale_from(config: Any, mask: Tensor) -> AggScale | None:
 
     verl scales each data-parallel rank's loss so that FSDP's *average* of the ranks' gradients is the
     gradient of the global mini-batch (core_algos.agg_loss: `sum / batch_num_tokens * dp_size`). Our
-    losses divide by `AggScale`, so the per-rank normalisers are the global ones divided by dp_size;
-    seq-mean-token-sum-norm's constant is verl's `loss_scale_factor` (the launcher sets it to the
-    max response length, as our trainer does), else the padded width. None: no global info, so the
+    losses divide by `AggScale`, so the per-rank token and sequence counts are the global ones divided by
+    dp_size; seq-mean-token-sum-norm's constant (it multiplies the sequence count, so it is not divided) is
+    verl's `loss_scale_factor` (the launcher sets it to the max response length, as our trainer does),
+    else the padded width. None: no global info, so the
     batch given is the mini-batch (a direct call, as in the tests).
     """
     info = getattr(config, "global_batch_info", None) if config is not None else None
@@ -91,7 +92,7 @@ def agg_scale_from(config: Any, mask: Tensor) -> AggScale | None:
         raise ValueError("rlvr loss: batch_num_tokens and global_batch_size are required when dp_size > 1")
     return AggScale(tokens=float(tokens) / dp if tokens is not None else float(mask.sum()),
                     seqs=seqs / dp if seqs is not None else int(mask.shape[0]),
-                    t_pad=(factor if factor is not None else int(mask.shape[-1])) / dp)
+                    t_pad=factor if factor is not None else int(mask.shape[-1]))
 
 
 def make_advantage_fn(name: str):
