@@ -13,7 +13,9 @@ Per step:
   5. advantages over the kept rows (`method.advantages`);
   6. `ppo_epochs` passes of mini-batch updates; each mini-batch is cut into micro-batches whose losses
      are normalised by the whole mini-batch (`AggScale`), so gradient accumulation gives the gradient
-     of the unsplit mini-batch;
+     of the unsplit mini-batch, for every method whose per-token loss does not depend on which rows
+     share its batch. Lp-Reg's does: its percentile runs over the micro-batch, as in its code, so there
+     `micro_batch_size` is part of the method (the code's micro-batches hold about 30,720 tokens);
   7. a JSON line of metrics (reward, solve rate, entropy, top-1 mass, lengths, the method's stats);
   8. checkpoints in Hugging Face format (with optimizer and trainer state: `rlvr train` resumes from
      the last one) and evaluations into run directories `OUT/eval/step_N`.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -203,6 +206,11 @@ class Trainer:
         self.progress = progress
         self._tb = None
         self.method = build_method(cfg.method)
+        limit = getattr(self.method, "overlong_max_len", None)
+        if limit is not None and limit - self.method.overlong_cache >= cfg.sampling.max_new_tokens:
+            print(f"rlvr: note: method.overlong_max_len {limit} with overlong_cache {self.method.overlong_cache}: "
+                  f"the overlong penalty starts past {limit - self.method.overlong_cache} tokens, beyond "
+                  f"sampling.max_new_tokens {cfg.sampling.max_new_tokens}, so it never applies", file=sys.stderr)
         self.out = Path(cfg.out)
         self.ckpt_root = self.out / "checkpoints"
         self.state = {"step": 0, "cursor": 0}

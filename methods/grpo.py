@@ -112,7 +112,9 @@ class GRPO(Method):
             return r
         length = mask.sum(-1).to(r.dtype)
         start = self.overlong_max_len - self.overlong_cache
-        return r + torch.clamp(-(length - start) / self.overlong_cache, max=0.0)
+        # DAPO Eq. 13: 0 up to L_max - L_cache, then linear down to -1 at L_max, and -1 beyond (verl's code has
+        # no floor: its responses cannot outgrow L_max; ours can when max_new_tokens > overlong_max_len)
+        return r + torch.clamp(-(length - start) / self.overlong_cache, min=-1.0, max=0.0)
 
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:
         a = group_normalized(self.shaped_rewards(rewards, mask), group_ids, self.norm_adv_by_std)

@@ -60,7 +60,8 @@ class LpReg(Method):
     ratio_max: U; the PPO clip is [1 - 1, 1 + (U - 1)] = [0, U].
     minp_compare: ">=" (code) or ">" (paper) for the min-p filter (spec 3.9.4).
     percentile_scope: "negatives" (code: the k = max(1, floor(rho * n_neg)) lowest-logp tokens among the
-        negative-advantage tokens of the batch passed to `loss` (a micro-batch in the code), and nothing
+        negative-advantage tokens of the batch passed to `loss` (a micro-batch in the code, sized by tokens,
+        30,720 per GPU; `rlvr train` passes micro-batches of `micro_batch_size` rows), and nothing
         at all unless k > 1) or "batch" (paper: the floor(rho * n) lowest among all n valid tokens of
         the batch passed, then those with A < 0; pass the whole training batch for the paper's scope;
         ranking by the detached current log-prob, equal to the sampling probability on-policy [I])

@@ -70,9 +70,10 @@ def test_advantages_broadcast_over_tokens_and_vanish_on_padding():
 
 def test_dapo_overlong_penalty_is_linear_over_the_cache_zone():
     m = methods.build("grpo", {"overlong_max_len": 20, "overlong_cache": 4, "norm_adv_by_std": False})
-    mask = (torch.arange(20)[None, :] < torch.tensor([16, 17, 18, 20])[:, None]).float()
-    shaped = m.shaped_rewards(torch.ones(4), mask)
-    torch.testing.assert_close(shaped, torch.tensor([1.0, 0.75, 0.5, 0.0]))
+    mask = (torch.arange(30)[None, :] < torch.tensor([16, 17, 18, 20, 21, 30])[:, None]).float()
+    shaped = m.shaped_rewards(torch.ones(6), mask)
+    # past L_max the penalty stays at -1 (DAPO Eq. 13)
+    torch.testing.assert_close(shaped, torch.tensor([1.0, 0.75, 0.5, 0.0, 0.0, 0.0]))
 
 
 def test_dynamic_sampling_drops_all_equal_groups_and_asks_for_refill():

@@ -482,3 +482,16 @@ def test_a_one_device_recipe_trains_evaluates_and_tabulates(tmp_path, tiny_model
     row = next(line for line in text.splitlines() if line.startswith("| GRPO "))
     assert float(row.split("|")[2].split("/")[0]) == pytest.approx(100 * best, abs=0.051)
     assert json.loads((out / "reproduce.json").read_text())["arms"] == ["grpo", "grpo_s1"]
+
+
+def test_lp_reg_on_verl_sizes_micro_batches_by_tokens(tmp_path, data_dir, empty_hf_cache):
+    """Lp-Reg's percentile runs per micro-batch, which its code sizes by tokens (spec 3.9.1): the recipe's
+    verl configs turn on verl's dynamic batch size with the code's 30,720 tokens per GPU."""
+    from harness.backends.verl.launch import load
+
+    recipe, path = recipes.load_recipe("lp_reg")
+    with pytest.raises(UserError, match="cannot run here"):
+        reproduce.run_recipe(recipe, path, tmp_path / "out", data_dir, progress=False)
+    _, section = load(tmp_path / "out" / "configs" / "lp_reg.yaml")
+    assert section.overrides == ["actor_rollout_ref.actor.use_dynamic_bsz=true",
+                                 "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=30720"]

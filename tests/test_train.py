@@ -116,6 +116,14 @@ def test_periodic_evaluation_takes_task_options(tmp_path, tiny_model):
     assert info["tasks"]["aime24"]["options"] == {"answer_mode": "any_boxed"}
 
 
+def test_an_overlong_penalty_that_cannot_apply_is_noted(tmp_path, tiny_model, capsys):
+    from harness.trainer import Trainer
+
+    Trainer(config(tmp_path, tiny_model, "grpo", method={"name": "grpo", "overlong_max_len": 20480}), progress=False)
+    err = capsys.readouterr().err
+    assert "the overlong penalty starts past 16384 tokens, beyond sampling.max_new_tokens 2" in err
+
+
 @pytest.mark.parametrize("over,match", [
     ({"eval": {"tasks": ["aime24"], "task_options": ["nope=1"]}},
      r"field 'eval.task_options': nope: no task among eval.tasks accepts it \(they accept: answer_mode, fallback\)$"),
