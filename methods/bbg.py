@@ -62,6 +62,9 @@ class BBG(Method):
     lam, eps_low, eps_high, entropy_coef: of the base objective (W-REINFORCE's lambda and the
         RLVR-Decomposed code defaults [I]); loss_agg_mode, microbatch_weighted: as every method.
     With k_ref = 1 the utility is 1 for every m, nothing is gated and the weights are 1: BBG is its base.
+    The posterior is per problem per step: m and n are the counts of this step's rollouts only, under a
+    fresh Beta(1, 1) prior. Whether the paper instead keeps a running posterior across epochs is open
+    (spec 5.7 [NF]); no flag offers one.
     """
 
     k_ref: int = 16
