@@ -9,6 +9,8 @@ Unknown keys, missing required keys and values of the wrong type are `UserError`
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +19,32 @@ from typing import Any, TypeVar
 from harness.errors import UserError
 
 T = TypeVar("T")
+
+
+@functools.cache
+def _yaml_loader():
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-3` is a float (YAML 1.1, PyYAML's
+    schema, wants `1.0e-3` and reads `1e-3` as a string, which every config of the field writes)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+         [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    return Loader
+
+
+def yaml_load(text_or_stream: Any) -> Any:
+    """YAML as configs read it (`_yaml_loader`)."""
+    import yaml
+
+    return yaml.load(text_or_stream, Loader=_yaml_loader())   # a SafeLoader subclass: no arbitrary objects
 
 
 def _type_name(hint: Any) -> str:
@@ -100,12 +128,10 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b=value` -> (["a", "b"], value parsed as YAML)."""
-    import yaml
-
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), yaml_load(raw)
 
 
 def read_config_data(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -117,7 +143,7 @@ def read_config_data(path: str | Path | None = None, overrides: list[str] | None
     if path is not None:
         try:
             with open(path, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f) or {}
+                loaded = yaml_load(f) or {}
         except FileNotFoundError:
             raise UserError(f"{path}: no such config file") from None
         except yaml.YAMLError as e:

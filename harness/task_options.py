@@ -13,7 +13,7 @@ import typing
 from typing import Any
 
 import tasks as task_registry
-from harness.config import _convert
+from harness.config import _convert, yaml_load
 from harness.errors import UserError
 from tasks.base import Task
 
@@ -32,7 +32,7 @@ def parse_task_options(items: list[str], task_names: list[str]) -> dict[str, dic
         if not sep or not key:
             raise UserError(f"{FLAG} {item!r}: expected KEY=VALUE, e.g. answer_mode=any_boxed")
         try:
-            value = yaml.safe_load(raw)
+            value = yaml_load(raw)
         except yaml.YAMLError:
             raise UserError(f"{FLAG} {item!r}: the value is not valid YAML") from None
         hits = [t for t in task_names if key in task_registry.get(t).eval_options]

@@ -138,7 +138,42 @@ class TrainConfig:
         if self.rollout_engine not in ROLLOUT_ENGINES:
             raise UserError(f"field 'rollout_engine': expected one of {', '.join(ROLLOUT_ENGINES)}, "
                             f"got {self.rollout_engine!r}")
+        self._check_ranges()
+        build_method(self.method)    # the method's own checks, while the config file can still be named
         self.eval_task_options()     # a bad option is a config error now, not at the first evaluation
+
+    def _check_ranges(self) -> None:
+        """Values a later stage would refuse after compute was spent (or with a traceback), named by field."""
+        o, s, e = self.optimizer, self.sampling, self.eval
+        checks = [
+            ("optimizer.lr", o.lr > 0, "must be > 0"), ("optimizer.eps", o.eps >= 0, "must be >= 0"),
+            ("optimizer.weight_decay", o.weight_decay >= 0, "must be >= 0"),
+            ("optimizer.betas", len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "must be two numbers in [0, 1)"),
+            ("optimizer.grad_clip", o.grad_clip > 0, "must be > 0"),
+            ("optimizer.warmup_steps", o.warmup_steps >= 0, "must be >= 0"),
+            ("sampling.temperature", s.temperature >= 0, "must be >= 0"),
+            ("sampling.top_p", 0 < s.top_p <= 1, "must be in (0, 1]"), ("sampling.top_k", s.top_k >= 0, "must be >= 0"),
+            ("sampling.max_new_tokens", s.max_new_tokens >= 1, "must be >= 1"),
+            ("eval.every", e.every >= 0, "must be >= 0"), ("eval.n", e.n >= 1, "must be >= 1"),
+            ("eval.limit", e.limit is None or e.limit >= 1, "must be >= 1"),
+            ("eval.temperature", e.temperature >= 0, "must be >= 0"), ("eval.top_p", 0 < e.top_p <= 1, "must be in (0, 1]"),
+            ("eval.max_new_tokens", e.max_new_tokens is None or e.max_new_tokens >= 1, "must be >= 1"),
+            ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0"),
+            ("max_refill_rounds", self.max_refill_rounds >= 0, "must be >= 0"),
+            ("verify_deadline_s", self.verify_deadline_s > 0, "must be > 0"),
+            ("workers", self.workers is None or self.workers >= 1, "must be >= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise UserError(f"field '{name}': {rule}, got {_field_value(self, name)!r}")
+        if not self.tasks:
+            raise UserError("field 'tasks': give at least one task")
+        for where, names in (("tasks", self.tasks), ("eval.tasks", self.eval.tasks)):
+            for name in names:
+                try:
+                    task_registry.expand([name])
+                except UserError as err:
+                    raise UserError(f"field '{where}': {err}") from None
 
     def eval_task_options(self) -> dict[str, dict[str, Any]]:
         """`eval.task_options` as `EvalConfig.task_options` ({task: {key: value}})."""
@@ -256,7 +291,9 @@ class Trainer:
 
         self.out.mkdir(parents=True, exist_ok=True)
         info_path = self.out / "train.json"
-        if not info_path.exists():
+        if self.state["step"] and info_path.exists():
+            self._check_resume(info_path)
+        else:        # a fresh start (a run that stopped before its first checkpoint starts over)
             write_json_atomic(info_path, {"config": asdict(self.cfg), "method": self._method_dict(),
                                           "provenance": collect(), "start_time": utc_now()})
         engine = HFEngine(self.model, self.tok, merge_prompts=True)   # hf rollouts and every evaluation
@@ -294,6 +331,32 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
         return self.out
+
+    def _check_resume(self, info_path: Path) -> None:
+        """A resume continues the run in `out` only under the settings it was trained with: a field that
+        shapes training (method, optimizer, data, sampling, batch sizes, ...) must be unchanged (UserError
+        naming it); the fields in RESUME_MAY_CHANGE may differ, and each change is noted and recorded in
+        train.json under "resumes"."""
+        info = json.loads(info_path.read_text())
+        old = _flatten({"config": info.get("config", {}), "method": info.get("method", {})})
+        new = _flatten(json.loads(json.dumps({"config": asdict(self.cfg), "method": self._method_dict()},
+                                             default=str)))
+        changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys(), key=lambda k: (k != "method.name", k))
+                   if old.get(k) != new.get(k) and k != "config.out"
+                   and not (k + ".").startswith("config.method.")}   # compared as the built method's fields
+        for key, (was, now) in changed.items():
+            field = key.removeprefix("config.")
+            if field.split(".")[0] not in RESUME_MAY_CHANGE:
+                raise UserError(f"{self.out}: cannot resume: {field} was {was!r} when this run was started, now "
+                                f"{now!r} (set it back, or train into a new out directory)")
+        if changed:
+            print(f"rlvr: note: {self.out}: resuming at step {self.state['step']} with "
+                  + ", ".join(f"{k.removeprefix('config.')} {w!r} -> {n!r}" for k, (w, n) in changed.items()),
+                  file=sys.stderr)
+            info.setdefault("resumes", []).append({"step": self.state["step"], "time": utc_now(),
+                                                   "changed": {k.removeprefix("config."): v
+                                                               for k, v in changed.items()}})
+            write_json_atomic(info_path, info)
 
     def _vllm_engine(self):
         """The colocated vLLM engine, loaded from the model's source (after a resume: the last checkpoint) and
@@ -544,6 +607,27 @@ class Trainer:
 
     def _method_dict(self) -> dict:
         return {"name": self.method.name, **dataclasses.asdict(self.method)}
+
+
+# TrainConfig fields a resume may change: how long, what is evaluated and logged, and the machine side.
+RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "loggers", "workers", "verify_deadline_s",
+                               "label", "device"})
+
+
+def _field_value(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def train(cfg: TrainConfig, progress: bool = True, pool=None) -> Path:

@@ -78,6 +78,29 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model):
     assert log == [1, 2, 3, 4, 5]
 
 
+def test_resume_refuses_changed_training_settings_and_records_allowed_changes(tmp_path, tiny_model, capsys):
+    train(config(tmp_path, tiny_model, "grpo", steps=1), progress=False)
+    for over, field in (({"method": {"name": "nsr"}}, "method.name"), ({"optimizer": {"lr": 0.01}}, "optimizer.lr"),
+                        ({"rollouts_per_prompt": 4}, "rollouts_per_prompt")):
+        with pytest.raises(UserError, match=rf"cannot resume: {field} was .* when this run was started, now"):
+            train(config(tmp_path, tiny_model, "grpo", steps=2, **over), progress=False)
+    # the same method spelled with its defaults is the same method; steps and eval may change
+    train(config(tmp_path, tiny_model, "grpo", steps=2, method={"name": "grpo", "kl_coef": 0.04}), progress=False)
+    assert "resuming at step 1 with steps 1 -> 2" in capsys.readouterr().err
+    info = json.loads((tmp_path / "grpo" / "train.json").read_text())
+    assert info["resumes"][0]["step"] == 1 and info["resumes"][0]["changed"] == {"steps": [1, 2]}
+    assert info["config"]["steps"] == 1      # the settings the run was started with
+
+
+def test_yaml_numbers_in_scientific_notation_are_numbers(tmp_path):
+    from harness.config import read_config_data
+
+    path = tmp_path / "c.yaml"
+    path.write_text("optimizer: {lr: 1e-3}\nmethod: {name: grpo, kl_coef: 4E-2}\n")
+    data = read_config_data(path, ["optimizer.eps=1e-8"])
+    assert data["optimizer"] == {"lr": 0.001, "eps": 1e-8} and data["method"]["kl_coef"] == 0.04
+
+
 def test_kl_to_reference_runs(tmp_path, tiny_model):
     out = train(config(tmp_path, tiny_model, "grpo", steps=2, method={"name": "grpo", "kl_coef": 0.1}), progress=False)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -130,6 +153,11 @@ def test_an_overlong_penalty_that_cannot_apply_is_noted(tmp_path, tiny_model, ca
     ({"eval": {"tasks": ["aime24"], "task_options": ["answer_mode=all"]}},
      r"field 'eval.task_options': task aime24: answer_mode 'all' is not one of boxed, any_boxed$"),
     ({"stepz": 3}, "field 'stepz': unknown"),
+    ({"eval": {"tasks": ["math5"]}}, "field 'eval.tasks': unknown task 'math5'"),
+    ({"eval": {"tasks": ["aime24"], "n": 0}}, "field 'eval.n': must be >= 1, got 0"),
+    ({"optimizer": {"lr": -1.0}}, "field 'optimizer.lr': must be > 0, got -1.0"),
+    ({"sampling": {"temperature": -0.5}}, "field 'sampling.temperature': must be >= 0, got -0.5"),
+    ({"tasks": ["micro_arth"]}, "field 'tasks': unknown task 'micro_arth'"),
     ({"steps": "many"}, "field 'steps': expected an integer"),
     ({"optimizer": {"lr": "fast"}}, "field 'optimizer.lr': expected a number"),
     ({"method": {"name": "nope"}}, "unknown method 'nope'"),
