@@ -122,8 +122,18 @@ def describe(name: str) -> dict[str, Any]:
     doc = typing.cast(str, cls.__doc__ or "").strip()
     return {
         "name": name,
-        "summary": doc.splitlines()[0] if doc else "",
+        "summary": _first_sentence(doc),
         "doc": doc,
         "fields": [{"name": f.name, "type": _type_name(hints[f.name]), "default": f.default}
                    for f in dataclasses.fields(cls) if f.init],
     }
+
+
+def _first_sentence(doc: str) -> str:
+    """The docstring's first paragraph up to its first full stop, on one line (a summary that ends where
+    its sentence does, not where the line wraps)."""
+    import re
+
+    para = " ".join(doc.split("\n\n")[0].split()) if doc else ""
+    end = re.search(r"\.(?=\s+[A-Z])", para)             # not "Eq. 9" or "e.g. the"
+    return para if end is None else para[:end.start() + 1]
