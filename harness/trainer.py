@@ -114,6 +114,7 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval: EvalSchedule = field(default_factory=EvalSchedule)
     checkpoint_every: int = 0            # 0: only the last step
+    checkpoint_keep: int = 0             # 0: keep every checkpoint; N: the newest N (verl's max_actor_ckpt_to_keep)
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
@@ -159,6 +160,7 @@ class TrainConfig:
             ("eval.temperature", e.temperature >= 0, "must be >= 0"), ("eval.top_p", 0 < e.top_p <= 1, "must be in (0, 1]"),
             ("eval.max_new_tokens", e.max_new_tokens is None or e.max_new_tokens >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 0, "must be >= 0"),
+            ("checkpoint_keep", self.checkpoint_keep >= 0, "must be >= 0"),
             ("max_refill_rounds", self.max_refill_rounds >= 0, "must be >= 0"),
             ("verify_deadline_s", self.verify_deadline_s > 0, "must be > 0"),
             ("workers", self.workers is None or self.workers >= 1, "must be >= 1"),
@@ -328,6 +330,7 @@ class Trainer:
                     ckpt = self._checkpoint(done)
                     if self.cfg.eval.tasks and (last or (self.cfg.eval.every and done % self.cfg.eval.every == 0)):
                         self._evaluate(done, ckpt, engine)
+                    self._prune_checkpoints()
         if self._tb is not None:
             self._tb.close()
         return self.out
@@ -592,6 +595,18 @@ class Trainer:
         tmp.replace(last)  # atomic switch: a crash leaves the previous "last" intact
         return ckpt
 
+    def _prune_checkpoints(self) -> None:
+        """With `checkpoint_keep: N`, delete all but the newest N step_* checkpoints (after the newest one was
+        written and evaluated, so `last` and a resume never point at a deleted one)."""
+        import shutil
+
+        if not self.cfg.checkpoint_keep:
+            return
+        steps = sorted(int(p.name.removeprefix("step_")) for p in self.ckpt_root.glob("step_*")
+                       if p.name.removeprefix("step_").isdigit())
+        for step in steps[:-self.cfg.checkpoint_keep]:
+            shutil.rmtree(self.ckpt_root / f"step_{step}")
+
     def _evaluate(self, step: int, ckpt: Path, engine) -> None:
         from harness.evaluate import EvalConfig, evaluate
 
@@ -610,8 +625,8 @@ class Trainer:
 
 
 # TrainConfig fields a resume may change: how long, what is evaluated and logged, and the machine side.
-RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "loggers", "workers", "verify_deadline_s",
-                               "label", "device"})
+RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "checkpoint_keep", "loggers", "workers",
+                               "verify_deadline_s", "label", "device"})
 
 
 def _field_value(cfg: Any, dotted: str) -> Any:

@@ -101,6 +101,13 @@ def test_yaml_numbers_in_scientific_notation_are_numbers(tmp_path):
     assert data["optimizer"] == {"lr": 0.001, "eps": 1e-8} and data["method"]["kl_coef"] == 0.04
 
 
+def test_checkpoint_keep_prunes_all_but_the_newest(tmp_path, tiny_model):
+    out = train(config(tmp_path, tiny_model, "grpo", steps=4, checkpoint_every=1, checkpoint_keep=2,
+                       method={"name": "grpo", "kl_coef": 0.0}), progress=False)
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_3", "step_4"]
+    assert (out / "checkpoints" / "last").resolve().name == "step_4"
+
+
 def test_kl_to_reference_runs(tmp_path, tiny_model):
     out = train(config(tmp_path, tiny_model, "grpo", steps=2, method={"name": "grpo", "kl_coef": 0.1}), progress=False)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
