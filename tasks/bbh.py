@@ -108,6 +108,20 @@ def extract_bbh_answer(completion: str) -> str | None:
     return answer or None
 
 
+def extract_fewshot_answer(completion: str) -> str | None:
+    """The answer of a completion of the 3-shot CoT prompt, as lm-eval's `bbh_cot_fewshot` reads it: the
+    completion ends at its first blank line (the exemplars are separated by one; a base model goes on
+    to write the next `Q:`), and the first 'the answer is X' in what is left counts. lm-eval also stops
+    its sampler at any "Q", which can cut a chain of thought at a word such as "Queen"; the blank line
+    alone is the exemplar boundary. Cutting here, not in the sampler, makes the verdict the same
+    whatever the sampler's stop strings were."""
+    head = completion.lstrip("\n").split("\n\n", 1)[0]
+    hit = re.search(r"the answer is ", head, flags=re.IGNORECASE)
+    if hit is None:
+        return extract_bbh_answer(head)     # a boxed answer, or none
+    return extract_bbh_answer(head[hit.start():].split("\n", 1)[0])   # that line: to its end, as lm-eval
+
+
 def normalize(kind: str, answer: str) -> Any:
     """The comparison key of an answer (gold or extracted) for one answer kind."""
     text = " ".join(answer.split())
@@ -210,6 +224,8 @@ class BBH(Task):
         raise UserError(f"--template {template!r}: task {self.name} offers {', '.join(self.templates)}")
 
     def extract(self, problem: Problem, completion: str) -> str | None:
+        if (problem.meta.get("template") or self.templates[0]) == "cot_3shot":
+            return extract_fewshot_answer(completion)
         return extract_bbh_answer(completion)
 
     def check(self, problem: Problem, extracted: str) -> Verdict:

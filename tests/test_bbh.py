@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 import tasks
 import tasks.bbh as bbh
 from harness.errors import UserError
+from tasks.base import Problem
 
 DATA_DIR = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
 needs_data = pytest.mark.skipif(not (DATA_DIR / "bbh" / "test.jsonl").is_file(), reason="no local bbh data")
@@ -104,6 +106,24 @@ def test_hub_loads_one_config_per_subtask(task):
 ])
 def test_extraction(completion, expected):
     assert bbh.extract_bbh_answer(completion) == expected
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("Let's think. So the answer is (B).\n\nQ: next question\nA: So the answer is (A).", "(B)"),
+    ("So the answer is (B).\nWait, the answer is (C).", "(B)"),          # the first, as lm-eval's regex
+    ("reasoning\n\nSo the answer is (C).", None),                      # past the first blank line
+    ("\nSo the answer is True.\n\n", "True"),
+])
+def test_fewshot_extraction_stops_at_the_first_blank_line(completion, expected):
+    assert bbh.extract_fewshot_answer(completion) == expected
+
+
+def test_the_template_chooses_the_extraction():
+    task = bbh.BBH()
+    p = Problem("date_understanding-0", "bbh", "q", "(B)", {"subtask": "date_understanding"})
+    text = "So the answer is (B).\n\nQ: another\nA: So the answer is (A)."
+    assert task.extract(p, text) == "(B)"                                            # cot_3shot, the default
+    assert task.extract(replace(p, meta={**p.meta, "template": "zero_shot_boxed"}), text) == "(A)"
 
 
 @pytest.mark.parametrize("subtask, gold, extracted, ok", [
