@@ -24,7 +24,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.errors import UserError
-from harness.metrics import run_counts
+from harness.metrics import check_bootstrap_args, run_counts
 from harness.passk import bootstrap_means, default_ks, pass_at_k
 from harness.runstore import Run
 
@@ -81,6 +81,10 @@ def _shared_matrices(base: Run, cand: Run, tasks: list[str] | None):
         raise UserError(f"task {missing[0]} is not in both runs ({base.path}, {cand.path})")
     if not names:
         raise UserError(f"{base.path} and {cand.path} have no task in common")
+    dropped = sorted(set(bc) - set(cc)) if tasks is None else []
+    if dropped:   # a candidate that lost a benchmark must not pass a CI gate on the ones it kept
+        raise UserError(f"task {', '.join(dropped)} of the baseline {base.path} is missing from the candidate "
+                        f"{cand.path} (pass --tasks to compare only some tasks)")
     out, shared, unshared = {}, {}, {}
     for t in names:
         ids = sorted(set(bc[t]) & set(cc[t]))
@@ -95,13 +99,16 @@ def _shared_matrices(base: Run, cand: Run, tasks: list[str] | None):
 def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: float = 0.05,
                  iterations: int = 5000, seed: int = 0, ks: list[int] | None = None,
                  tasks: list[str] | None = None, correction: str = "holm") -> Comparison:
-    """Compare two runs; see the module docstring. tolerance is in points (1.0 = one percent)."""
+    """Compare two runs; see the module docstring. tolerance is in points (1.0 = one percent).
+
+    tasks=None compares every task of the baseline, and a baseline task the candidate lacks is an error."""
     if not (0 < alpha < 0.5):
         raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
     if correction not in ("holm", "none"):
         raise UserError(f"--correction must be holm or none, got {correction!r}")
     if tolerance < 0:
         raise UserError(f"--tolerance must be >= 0, got {tolerance}")
+    check_bootstrap_args(iterations, seed)
     base, cand = Run.open(baseline), Run.open(candidate)
     data, shared, unshared = _shared_matrices(base, cand, tasks)
     rows: list[KDiff] = []

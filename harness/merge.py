@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.metrics import update_metrics
-from harness.runstore import VOLATILE_KEYS, Run, _first_difference
+from harness.metrics import count_samples, sample_shortfall, update_metrics
+from harness.runstore import VOLATILE_KEYS, Run, _first_difference, sample_key
 
 # Settings that legitimately differ between the shards of one evaluation.
 PER_SHARD = ("shard",)
@@ -43,6 +43,7 @@ def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
         raise UserError(f"shards {missing} of {n_shards} are missing (pass --allow-partial to merge anyway)")
     if Path(out).exists() and any(Path(out).iterdir()):
         raise UserError(f"--out: {out} is not empty")
+    _check_shards(runs)
 
     settings = {k: v for k, v in runs[0].info.items() if k not in VOLATILE_KEYS}
     settings["shard"] = [0, 1]
@@ -52,16 +53,32 @@ def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
         entry["problems"] = sum((r.info["tasks"][t].get("problems") or 0) for r in runs)
         entry["prompt_sha256"] = None  # per-shard hashes are kept in merged_from's run files
     merged = Run.create(out, settings, resume=False)
-    seen_keys: set = set()
     for r in runs:
-        batch = []
-        for rec in r.iter_samples():
-            key = (rec["task"], str(rec["problem_id"]), int(rec["sample_index"]))
-            if key in seen_keys:
-                raise UserError(f"{r.path}: sample {key} also appears in another shard")
-            seen_keys.add(key)
-            batch.append(rec)
-        merged.append_samples(batch)
+        merged.append_samples(r.iter_samples())
     update_metrics(merged)
     merged.finish()
     return merged
+
+
+def _check_shards(runs: list[Run]) -> None:
+    """Before anything is written: every shard finished (each of its problems has its n samples; a
+    merged run.json that claims more than its samples hold would be scored as if complete) and no
+    sample in two shards."""
+    seen_keys: set = set()
+
+    def unique(run: Run):
+        for rec in run.iter_samples():
+            key = sample_key(rec)
+            if key in seen_keys:
+                raise UserError(f"{run.path}: sample {key} also appears in another shard")
+            seen_keys.add(key)
+            yield rec
+
+    for r in runs:
+        counts, _ = count_samples(unique(r))
+        gap = sample_shortfall(r, counts)
+        if gap is not None and gap[0] < gap[1]:
+            done, expected, short = gap
+            raise UserError(f"{r.path}: unfinished shard, {expected - done} of {expected} samples missing "
+                            f"({short} problems have fewer than n={r.info['n']} samples); rerun its `rlvr eval` "
+                            f"command to finish it, then merge")

@@ -37,6 +37,7 @@ def count_samples(samples) -> tuple[Counts, dict[str, dict]]:
 
 def compute_metrics(run: Run, iterations: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
     """metrics.json content for a run, computed from its samples."""
+    check_bootstrap_args(iterations, seed)
     counts, stats = count_samples(run.iter_samples())
     tasks = {}
     for task in sorted(counts):
@@ -81,3 +82,40 @@ def run_counts(run: Run) -> Counts:
     if not counts:
         raise UserError(f"{run.path}: the run has no samples yet")
     return counts
+
+
+def check_bootstrap_args(iterations: int, seed: int) -> None:
+    """The bootstrap flags every reader shares (`--iterations`, `--seed`)."""
+    if iterations < 1:
+        raise UserError(f"--iterations must be >= 1, got {iterations}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+
+
+def sample_shortfall(run: Run, counts: Counts) -> tuple[int, int, int] | None:
+    """(samples done, samples expected, problems short of n) against run.json's `n` and per-task
+    `problems`, or None where run.json does not record them. A run is complete when done == expected:
+    an interrupted `rlvr eval` is not, and neither is a shard cut short."""
+    n, tasks = run.info.get("n"), run.info.get("tasks") or {}
+    if not isinstance(n, int) or not tasks or \
+            not all(isinstance((e or {}).get("problems"), int) for e in tasks.values()):
+        return None
+    done = short = expected = 0
+    for task, entry in tasks.items():
+        have = [min(v[0], n) for v in counts.get(task, {}).values()]
+        done += sum(have)
+        expected += n * entry["problems"]
+        short += entry["problems"] - sum(h == n for h in have)
+    return done, expected, short
+
+
+def incomplete_notes(run_paths) -> list[str]:
+    """One `rlvr: note:` line per run that has fewer samples than it was started for."""
+    notes = []
+    for path in run_paths:
+        run = Run.open(path)
+        gap = sample_shortfall(run, run_counts(run))
+        if gap is not None and gap[0] < gap[1]:
+            notes.append(f"rlvr: note: {path}: incomplete ({gap[0]} of {gap[1]} samples); rerun its "
+                         f"`rlvr eval` command to finish it")
+    return notes

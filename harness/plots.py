@@ -8,21 +8,36 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import UserError
-from harness.metrics import run_counts
+from harness.metrics import check_bootstrap_args, run_counts
 from harness.passk import passk_curve
 from harness.runstore import Run
-from harness.tables import KNOWN_TASKS
+from harness.tables import KNOWN_TASKS, check_same_problems
 
 
 def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = None,
-              iterations: int = 1000, seed: int = 0, confidence: float = 0.95, title: str | None = None) -> Path:
-    """Write a PNG (or any format matplotlib infers from the suffix) and return its path."""
+              iterations: int = 1000, seed: int = 0, confidence: float = 0.95, title: str | None = None,
+              allow_different_problems: bool = False) -> Path:
+    """Write a PNG (or any format matplotlib infers from the suffix) and return its path.
+
+    As in `rlvr table`, runs must have scored each benchmark on the same problems unless
+    allow_different_problems (curves over different problem sets are not comparable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
 
+    check_bootstrap_args(iterations, seed)
+    out = Path(out)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"--out: cannot tell the image type of {out.name} (use one of "
+                        f"{', '.join('.' + f for f in sorted(formats))})")
+    if not out.parent.exists():
+        raise UserError(f"--out: directory {out.parent} does not exist")
     runs = [Run.open(p) for p in run_paths]
+    if not allow_different_problems:
+        check_same_problems(runs)
     counts = [run_counts(r) for r in runs]
     present = sorted({t for c in counts for t in c}, key=lambda t: (list(KNOWN_TASKS).index(t)
                                                                     if t in KNOWN_TASKS else 99, t))
@@ -31,9 +46,6 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
         if unknown:
             raise UserError(f"--tasks: {unknown[0]} is in none of the runs")
         present = tasks
-    out = Path(out)
-    if not out.parent.exists():
-        raise UserError(f"--out: directory {out.parent} does not exist")
 
     cols = min(4, len(present))
     rows = math.ceil(len(present) / cols)
@@ -55,7 +67,9 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
             n_max = max(n_max, curve.ks[-1])
         ticks = np.arange(0, int(math.log2(n_max)) + 1)
         ax.set_xticks(ticks, [str(2 ** t) for t in ticks], fontsize=7)
-        ax.set_title(f"{task} ({len(next(c for c in counts if task in c)[task])} problems)", fontsize=10)
+        sizes = sorted({len(c[task]) for c in counts if task in c})
+        size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+        ax.set_title(f"{task} ({size} problems)", fontsize=10)
         ax.set_xlabel("k")
         ax.set_ylabel("pass@k (%)")
         ax.grid(alpha=0.3)

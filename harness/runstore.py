@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -164,11 +165,15 @@ class Run:
         return len(lines)
 
     def iter_samples(self) -> Iterator[dict]:
-        """Every complete record, first occurrence of each (task, problem, sample index) only."""
+        """Every complete record, first occurrence of each (task, problem, sample index) only.
+
+        Records are checked against run.json as they are read (see `_check_sample`): a hand-edited
+        or foreign line is an error naming the line and the field, not a silently wrong pass@k."""
         p = self.samples_path
         if not p.exists():
             return
         seen: set[tuple[str, str, int]] = set()
+        problems: dict[str, set[str]] = {}
         with open(p, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.endswith("\n"):
@@ -179,10 +184,45 @@ class Run:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     raise UserError(f"{p}:{lineno}: corrupt sample record") from None
+                problem = self._check_sample(rec, problems)
+                if problem is not None:
+                    raise UserError(f"{p}:{lineno}: {problem}")
                 key = sample_key(rec)
                 if key not in seen:
                     seen.add(key)
                     yield rec
+
+    def _check_sample(self, rec: Any, problems: dict[str, set[str]]) -> str | None:
+        """What is wrong with one record (None if nothing), given run.json's tasks, their `problems`
+        counts and `n`; `problems` collects the problem ids seen so far per task."""
+        if not isinstance(rec, dict):
+            return "not a JSON object"
+        missing = [k for k in REQUIRED_SAMPLE_FIELDS if k not in rec]
+        if missing:
+            return f"field '{missing[0]}' is missing"
+        task, pid, index, correct = (rec[k] for k in REQUIRED_SAMPLE_FIELDS)
+        tasks = self.info.get("tasks") or {}
+        if not isinstance(task, str) or (tasks and task not in tasks):
+            return f"field 'task': {task!r} is not a task of this run ({', '.join(tasks)})"
+        if not isinstance(pid, (str, int)) or isinstance(pid, bool):
+            return f"field 'problem_id': expected a string or an integer, got {pid!r}"
+        n = self.info.get("n")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0 \
+                or (isinstance(n, int) and index >= n):
+            bound = f" below n={n}" if isinstance(n, int) else ""
+            return f"field 'sample_index': expected an integer >= 0{bound}, got {index!r}"
+        if not isinstance(correct, bool):
+            return f"field 'correct': expected true or false, got {correct!r}"
+        tokens = rec.get("tokens")
+        if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)):
+            return f"field 'tokens': expected an integer, got {tokens!r}"
+        ids = problems.setdefault(task, set())
+        ids.add(str(pid))
+        expected = (tasks.get(task) or {}).get("problems")
+        if isinstance(expected, int) and len(ids) > expected:
+            return (f"field 'problem_id': {pid!r} would be problem {len(ids)} of task {task}, "
+                    f"but run.json records {expected} problems")
+        return None
 
     def done_keys(self) -> set[tuple[str, str, int]]:
         return {sample_key(r) for r in self.iter_samples()}
@@ -208,11 +248,32 @@ class Run:
 
     @property
     def label(self) -> str:
-        """A short row label: the explicit `label`, else method · model · step."""
+        """A short row label: the explicit `label` (`rlvr eval --label`), else [method ·] model [· step].
+
+        A run without a label is not called "base": nothing in it says the model is untrained (a
+        checkpoint evaluated with `rlvr eval` records no method either); label it "base" to say so."""
         if self.info.get("label"):
             return str(self.info["label"])
-        method = (self.info.get("method") or {}).get("name") or "base"
-        model = self.info.get("model") or {}
-        model_name = Path(str(model.get("name") or model.get("path") or "model")).name
+        method = (self.info.get("method") or {}).get("name")
         step = self.info.get("step")
-        return " · ".join([method, model_name] + ([f"step {step}"] if step is not None else []))
+        return " · ".join(([method] if method else []) + [model_display_name(self.info.get("model") or {})]
+                          + ([f"step {step}"] if step is not None else []))
+
+
+# Directory names that say where a checkpoint sits rather than which model it is (our trainer's
+# checkpoints/step_N and last, Hugging Face's checkpoint-N, verl's global_step_N/actor/huggingface).
+_PLACE_DIR = re.compile(r"last|latest|final|best|checkpoints?|ckpts?|hf|huggingface|actor|model|"
+                        r"(global_)?step[_-]?\d+|checkpoint[_-]?\d+", re.IGNORECASE)
+
+
+def model_display_name(model: dict) -> str:
+    """The model's last meaningful path component, followed by the checkpoint directory when the path
+    ends in place names: `.../train/grpo/checkpoints/step_8` -> `grpo/step_8`, `Qwen/Qwen2.5-7B` ->
+    `Qwen2.5-7B`. The resolved `path` goes first: for a `last` link it names the step evaluated."""
+    parts = [p for p in Path(str(model.get("path") or model.get("name") or "model")).parts if p.strip("/\\")]
+    owner = next((i for i in range(len(parts) - 1, -1, -1) if not _PLACE_DIR.fullmatch(parts[i])), None)
+    if owner is None or owner == len(parts) - 1:
+        return parts[-1] if parts else "model"
+    tail = parts[owner + 1:]
+    where = next((p for p in reversed(tail) if any(ch.isdigit() for ch in p)), tail[-1])
+    return f"{parts[owner]}/{where}"

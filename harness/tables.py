@@ -69,7 +69,8 @@ def run_row(run: Run, ks: list[int]) -> Row:
         c = np.array([v[1] for v in per_problem.values()])
         if max(ks) > n.min():
             raise UserError(f"{run.path}: task {task} has n={int(n.min())} samples for some problem, "
-                            f"fewer than k={max(ks)} (lower --k or sample more)")
+                            f"fewer than k={max(ks)} (ask for a smaller k, or finish the run: rerun its "
+                            f"`rlvr eval` command, which resumes)")
         means = pass_at_k(n, c, np.array(ks)).mean(axis=0)
         scores[task] = {k: float(m) for k, m in zip(ks, means, strict=True)}
     method = (run.info.get("method") or {}).get("name")
@@ -196,7 +197,7 @@ def check_same_problems(runs: list[Run]) -> None:
                 other = seen[task][0]
                 raise UserError(f"task {task}: {other.path} has {len(seen[task][1])} problems and {run.path} "
                                 f"has {len(ids)}, not the same set (pass --allow-different-problems to "
-                                f"tabulate anyway)")
+                                f"show them anyway)")
             seen.setdefault(task, (run, ids))
 
 
@@ -210,6 +211,10 @@ def build_table(rows: list[Row], ks: list[int], tasks: list[str] | None = None) 
     for row in rows:
         for t in row.scores:
             domains.setdefault(t, row.domains.get(t) or KNOWN_TASKS.get(t, "other"))
+    if tasks is not None:
+        unknown = [t for t in tasks if t not in domains]
+        if unknown:
+            raise UserError(f"--tasks: {unknown[0]} is in none of the rows (present: {', '.join(domains)})")
     present = tasks if tasks is not None else list(domains)
     order = list(KNOWN_TASKS)
     present = sorted(present, key=lambda t: (order.index(t) if t in order else len(order), t))

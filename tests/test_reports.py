@@ -141,9 +141,9 @@ def test_compare_is_importable_for_pytest(runs):
 def test_compare_uses_shared_problems_only(runs, capsys, tmp_path):
     base, _, _ = runs
     partial = make_run(tmp_path / "partial", {"aime24": {f"p{i}": [True] * 64 for i in range(10)}})
-    res = compare_runs(str(base), str(partial))
+    res = compare_runs(str(base), str(partial), tasks=["aime24"])   # the only task partial has
     assert res.shared == {"aime24": 10} and res.unshared == {"aime24": 30}
-    code, _, err = run_cli(capsys, "compare", base, partial)
+    code, _, err = run_cli(capsys, "compare", base, partial, "--tasks", "aime24")
     assert "30 problems are in only one run" in err
 
 
@@ -157,3 +157,97 @@ def test_help_lists_every_verb(capsys):
         with pytest.raises(SystemExit):
             cli.main([verb, "--help"])
         assert "--" in capsys.readouterr().out or verb == "metrics"
+
+
+def eval_like_run(path, shard, problems, n=4, per_problem=None, tasks=("aime24", "bbh")):
+    """A run as `rlvr eval --shard` writes one: run.json records n and each task's problem count;
+    per_problem[pid] is how many of the n samples were finished (default all)."""
+    from harness.runstore import Run
+
+    settings = {"model": {"name": "m"}, "method": None, "n": n, "seed": 0, "shard": list(shard),
+                "tasks": {t: {"domain": "math", "problems": len(problems), "prompt_sha256": str(shard)}
+                          for t in tasks}}
+    run = Run.create(path, settings)
+    run.append_samples({"task": t, "problem_id": p, "sample_index": i, "correct": i % 2 == 0}
+                       for t in tasks for p in problems for i in range((per_problem or {}).get(p, n)))
+    return path
+
+
+def test_merge_refuses_an_unfinished_shard(tmp_path, capsys):
+    s0 = eval_like_run(tmp_path / "s0", (0, 2), ["p0", "p2"])
+    s1 = eval_like_run(tmp_path / "s1", (1, 2), ["p1", "p3"], per_problem={"p1": 2, "p3": 0})
+    code, _, err = run_cli(capsys, "merge", s0, s1, "--out", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{s1}: unfinished shard, 12 of 16 samples missing (4 problems have fewer than n=4" in err
+    assert not (tmp_path / "m").exists()
+    s1 = eval_like_run(tmp_path / "s1done", (1, 2), ["p1", "p3"])
+    code, out, _ = run_cli(capsys, "merge", s0, s1, "--out", tmp_path / "m")
+    assert code == 0
+    merged = json.loads((tmp_path / "m" / "metrics.json").read_text())["tasks"]
+    assert {t: len(m["problems"]) for t, m in merged.items()} == {"aime24": 4, "bbh": 4}
+
+
+def test_table_notes_an_incomplete_run(tmp_path, capsys):
+    done = eval_like_run(tmp_path / "done", (0, 1), ["p0", "p1"])
+    cut = eval_like_run(tmp_path / "cut", (0, 1), ["p0", "p1"], per_problem={"p1": 1})
+    code, out, err = run_cli(capsys, "table", done, cut, "--k", "1")
+    assert code == 0 and "| m " in out
+    assert err == f"rlvr: note: {cut}: incomplete (10 of 16 samples); rerun its `rlvr eval` command to finish it\n"
+
+
+def test_compare_fails_when_the_candidate_drops_a_task(runs, capsys, tmp_path):
+    base, _, _ = runs
+    fewer = make_run(tmp_path / "fewer", {"aime24": bernoulli_outcomes(RATES, 64, 11),
+                                          "amc23": bernoulli_outcomes(RATES, 64, 13)})
+    code, out, err = run_cli(capsys, "compare", base, fewer)
+    assert code == 2 and "no regression" not in out
+    assert err.startswith("rlvr: error: task bbh of the baseline") and "missing from the candidate" in err
+    code, out, _ = run_cli(capsys, "compare", base, fewer, "--tasks", "aime24,amc23")   # an explicit subset
+    assert code == 0 and "no regression" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["table", "{base}", "--tasks", "aime24,micro_arth"], "--tasks: micro_arth is in none of the rows"),
+    (["plot", "{base}", "{other}", "--out", "{tmp}/p.png"], "not the same set"),
+    (["plot", "{base}", "--out", "{tmp}/p.xyz"], "--out: cannot tell the image type of p.xyz (use one of"),
+    (["plot", "{base}", "--out", "{tmp}/p"], "--out: cannot tell the image type"),
+    (["plot", "{base}", "--out", "{tmp}/p.png", "--iterations", "0"], "--iterations must be >= 1"),
+    (["compare", "{base}", "{base}", "--iterations", "0"], "--iterations must be >= 1"),
+    (["compare", "{base}", "{base}", "--seed", "-1"], "--seed must be >= 0"),
+    (["metrics", "{base}", "--iterations", "0"], "--iterations must be >= 1"),
+])
+def test_more_user_mistakes_are_one_line_errors(runs, capsys, tmp_path, argv, match):
+    base, _, _ = runs
+    other = make_run(tmp_path / "other", {"aime24": bernoulli_outcomes(RATES[:10], 64, 5)})
+    code, _, err = run_cli(capsys, *[a.format(tmp=tmp_path, base=base, other=other) for a in argv])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("rlvr: error:") and match in err
+
+
+def test_plot_of_different_problem_sets_needs_the_flag_and_says_so(runs, capsys, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    base, _, _ = runs
+    small = make_run(tmp_path / "small", {"aime24": bernoulli_outcomes(RATES[:3], 64, 5)})
+    titles = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **kw: (titles.extend(
+        ax.get_title() for ax in fig.axes if ax.get_visible()), real_savefig(fig, *a, **kw))[1])
+    code, _, _ = run_cli(capsys, "plot", small, "--out", tmp_path / "one.png")
+    assert code == 0 and titles == ["aime24 (3 problems)"]
+    titles.clear()
+    code, _, _ = run_cli(capsys, "plot", base, small, "--out", tmp_path / "p.png", "--tasks", "aime24",
+                         "--allow-different-problems")
+    assert code == 0 and titles == ["aime24 (3 to 40 problems)"]
+
+
+def test_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "methods"], cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                      # the reader is gone before the first line, as `| head -0`
+    assert proc.wait(timeout=120) == 141     # 128 + SIGPIPE, as git or ls would end
+    assert proc.stderr.read() == b""

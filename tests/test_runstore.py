@@ -97,3 +97,49 @@ def test_opening_a_non_run_is_a_clear_error(tmp_path, make, match):
     make(tmp_path / "r")
     with pytest.raises(UserError, match=match):
         Run.open(tmp_path / "r")
+
+
+EVAL_SETTINGS = {**SETTINGS, "tasks": {"t": {"domain": "math", "problems": 2}}, "n": 2}
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda r: r.pop("correct"), "field 'correct' is missing"),
+    (lambda r: r.update(correct="yes"), "field 'correct': expected true or false, got 'yes'"),
+    (lambda r: r.update(problem_id="p9"), "field 'problem_id': 'p9' would be problem 3 of task t, but run.json "
+                                          "records 2 problems"),
+    (lambda r: r.update(sample_index=2), "field 'sample_index': expected an integer >= 0 below n=2, got 2"),
+    (lambda r: r.update(sample_index=-1), "field 'sample_index'"),
+    (lambda r: r.update(task="other"), "field 'task': 'other' is not a task of this run"),
+    (lambda r: r.update(tokens="many"), "field 'tokens'"),
+])
+def test_a_malformed_record_is_an_error_naming_line_and_field(tmp_path, change, match):
+    run = Run.create(tmp_path / "r", EVAL_SETTINGS)
+    run.append_samples([rec(0, "p0"), rec(1, "p0"), rec(0, "p1")])
+    bad = rec(1, "p1")
+    change(bad)
+    with open(run.samples_path, "a") as f:   # written by hand: append_samples would refuse some of these
+        f.write(json.dumps(bad) + "\n")
+    with pytest.raises(UserError, match=f"samples.jsonl:4: {match}") as e:
+        compute_metrics(Run.open(tmp_path / "r"), iterations=10)
+    assert "\n" not in str(e.value)
+
+
+def test_a_record_that_is_not_an_object_is_an_error(tmp_path):
+    run = Run.create(tmp_path / "r", EVAL_SETTINGS)
+    run.samples_path.write_text('["t", "p0", 0, true]\n')
+    with pytest.raises(UserError, match="samples.jsonl:1: not a JSON object"):
+        list(run.iter_samples())
+
+
+@pytest.mark.parametrize("info,label", [
+    ({"label": "base", "model": {"name": "tiny"}}, "base"),
+    ({"model": {"name": "tiny", "path": "/x/models/tiny"}}, "tiny"),       # no method: not called "base"
+    ({"model": {"name": "Qwen/Qwen2.5-Math-7B"}}, "Qwen2.5-Math-7B"),
+    ({"model": {"name": "last", "path": "/x/runs/a/train/grpo/checkpoints/step_8"}}, "grpo/step_8"),
+    ({"model": {"path": "/x/exp1/global_step_100/actor/huggingface"}}, "exp1/global_step_100"),
+    ({"model": {"path": "/x/out/checkpoint-500"}}, "out/checkpoint-500"),
+    ({"method": {"name": "grpo"}, "step": 8, "model": {"name": "Qwen/Qwen2.5-7B"}}, "grpo · Qwen2.5-7B · step 8"),
+    ({}, "model"),
+])
+def test_default_labels(tmp_path, info, label):
+    assert Run(tmp_path, info).label == label
