@@ -44,9 +44,12 @@ def _setup_table(p: argparse.ArgumentParser) -> None:
 
 @verb("table", "result table: runs x benchmarks, 'pass@1 / pass@256' cells, domain averages", _setup_table)
 def _cmd_table(a: argparse.Namespace) -> int:
+    from harness.metrics import incomplete_notes
     from harness.tables import parse_ks, table
 
     text = table(a.runs, parse_ks(a.k) if a.k else None, a.format, a.reference, a.tasks, a.allow_different_problems)
+    for note in incomplete_notes(a.runs):
+        print(note, file=sys.stderr)
     _emit(text, a.out)
     return 0
 
@@ -60,13 +63,20 @@ def _setup_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=1000, help="bootstrap iterations for the bands")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--title", help="figure title")
+    p.add_argument("--allow-different-problems", action="store_true",
+                   help="plot runs that scored a benchmark on different problem sets")
 
 
 @verb("plot", "pass@k curves per benchmark with bootstrap bands, one colour per run", _setup_plot)
 def _cmd_plot(a: argparse.Namespace) -> int:
+    from harness.metrics import incomplete_notes
     from harness.plots import plot_runs
 
-    print(plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title))
+    path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
+                     allow_different_problems=a.allow_different_problems)
+    for note in incomplete_notes(a.runs):
+        print(note, file=sys.stderr)
+    print(path)
     return 0
 
 
@@ -89,10 +99,13 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 @verb("compare", "paired-bootstrap pass@k regression check; exit 1 on a significant drop", _setup_compare)
 def _cmd_compare(a: argparse.Namespace) -> int:
     from harness.compare import compare_runs
+    from harness.metrics import incomplete_notes
     from harness.tables import parse_ks
 
     res = compare_runs(a.baseline, a.candidate, a.tolerance, a.alpha, a.iterations, a.seed,
                        parse_ks(a.k) if a.k else None, a.tasks, a.correction)
+    for note in incomplete_notes([a.baseline, a.candidate]):
+        print(note, file=sys.stderr)
     for t, n in res.unshared.items():
         if n:
             print(f"rlvr: note: task {t}: {n} problems are in only one run and were left out", file=sys.stderr)
@@ -146,7 +159,12 @@ def _cmd_tasks(a: argparse.Namespace) -> int:
         task = registry.get(name)
         hub = task.hub.path + (f" ({task.hub.name})" if task.hub and task.hub.name else "") if task.hub else "–"
         path = local_file(task, a.data_dir)
-        if path is not None:
+        if not task.local_dir and task.hub is None:   # generated in code (the micro world): always here
+            try:
+                size, state = str(len(task.load(a.data_dir))), "generated"
+            except (NotImplementedError, UserError):  # a task with no evaluation split (training only)
+                size, state = "–", "no evaluation split"
+        elif path is not None:
             try:
                 size, state = str(len(task.load(a.data_dir))), f"local: {path.parent}"
             except UserError as e:
@@ -212,7 +230,7 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("--revision", help="hub revision of the model")
     p.add_argument("--no-completions", action="store_true", help="do not store completion texts")
-    p.add_argument("--label", help="row label in tables and plots")
+    p.add_argument("--label", help="row label in tables and plots (a resume may change it)")
 
 
 @verb("eval", "sample n completions per problem, verify them, write a run directory with pass@k", _setup_eval)
@@ -406,8 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlvr", description="RLVR benchmark and reproducibility harness.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="verbs:\n" + "\n".join(f"  {name:<14}{h}" for name, (h, _, _) in VERBS.items())
-        + "\n\nrun 'rlvr VERB --help' for a verb's flags.")
+        epilog="run 'rlvr VERB --help' for a verb's flags.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (help_line, setup, fn) in VERBS.items():
         p = sub.add_parser(name, help=help_line, description=help_line)
@@ -417,19 +434,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
-        return args.func(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        code = args.func(args)
+        sys.stdout.flush()   # so that a closed pipe shows here, not as a warning when Python exits
+        return code
     except UserError as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rlvr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`rlvr methods | head`): stop quietly with the status a SIGPIPE gives git or
+        # ls (128 + 13). stdout now points at devnull, so Python's final flush has nowhere to fail
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

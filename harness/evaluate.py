@@ -12,16 +12,18 @@ pool, and completions are written out as units finish.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import tasks as task_registry
 from harness.errors import UserError
 from harness.metrics import update_metrics
 from harness.provenance import sha256_text
-from harness.runstore import Run
+from harness.runstore import RUN_FILE, VOLATILE_KEYS, Run, _first_difference, read_json, write_json_atomic
 from harness.sampling import Engine, SamplingParams, sample_seed
 from harness.task_options import configured_task
 from tasks.base import Problem, Task
@@ -48,7 +50,7 @@ class EvalConfig:
     dtype: str = "auto"
     revision: str | None = None
     keep_completions: bool = True
-    label: str | None = None
+    label: str | None = None                                   # display only: a resume may change it
     step: int | None = None
     method: dict | None = None                                 # set when a trainer evaluates a checkpoint
 
@@ -62,6 +64,12 @@ class EvalConfig:
             raise UserError(f"--shard must be i/N with 0 <= i < N, got {i}/{count}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"--workers must be >= 1, got {self.workers}")
+        if not self.deadline_s > 0:
+            raise UserError(f"--deadline must be > 0, got {self.deadline_s}")
+        if any(not s for s in self.sampling.stop):
+            raise UserError("--stop: a stop string must not be empty (it would cut every completion to '')")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -112,6 +120,47 @@ class _Unit:
     futures: list = field(default_factory=list)
 
 
+def check_out_dir(out: str) -> None:
+    """The run directory exists or can be created, checked (and created) before anything slow."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out: {out} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create {out} ({e.strerror})") from None
+
+
+# run.json settings that only the loaded model decides (its decode path, prompts rendered by its chat
+# template): `Run.create` compares them once the model is loaded
+_MODEL_DECIDED = ("decode", "prompt_sha256")
+
+
+def check_resumable(out: str, settings: dict) -> dict | None:
+    """The stored settings of the run in `out` (None when there is none yet), after checking that
+    `settings` can resume it, so that a refused resume does not wait for the model to load. Settings
+    the loaded model decides are left to `Run.create`; the label may differ."""
+    run_file = Path(out) / RUN_FILE
+    if not run_file.exists():
+        return None
+    stored = read_json(run_file, "run settings")
+    if not isinstance(stored, dict):
+        raise UserError(f"{run_file}: not a run file (expected a JSON object)")
+
+    def comparable(s: dict) -> dict:
+        kept = {k: v for k, v in s.items() if k not in VOLATILE_KEYS and k not in ("label", *_MODEL_DECIDED)}
+        if isinstance(kept.get("tasks"), dict):
+            kept["tasks"] = {t: {k: v for k, v in i.items() if k not in _MODEL_DECIDED} if isinstance(i, dict)
+                             else i for t, i in kept["tasks"].items()}
+        return kept
+
+    diff = _first_difference(comparable(stored), comparable(json.loads(json.dumps(settings))))
+    if diff is not None:
+        raise UserError(f"{out}: cannot resume, setting '{diff}' differs from the stored run "
+                        f"(use a new --out for new settings)")
+    return stored
+
+
 def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
     """(engine, tokenizer) for the config; the tokenizer renders chat templates."""
     if cfg.engine == "hf":
@@ -135,29 +184,22 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     """Run (or resume) an evaluation; returns the finished run. `engine`/`tokenizer` may be passed in
     (the trainer evaluates its in-memory policy this way), and so may a running `VerifierPool` (a
     driver that evaluates many models reuses one pool and its verdict cache)."""
-    from harness.models import model_fingerprint
+    from harness.models import model_fingerprint, resolve_model
 
-    names = task_registry.expand(cfg.tasks)
-    templates = cfg.templates
-    loaded: dict[str, tuple[Task, list[Problem], dict]] = {}
-    for name in names:
+    if engine is None:
+        resolve_model(cfg.model)   # a wrong --model fails now, not after the data is loaded
+    check_out_dir(cfg.out)
+    loaded: dict[str, tuple[Task, list[Problem], str | None]] = {}
+    task_info = {}
+    for name in task_registry.expand(cfg.tasks):
         task = configured_task(name, cfg.task_options.get(name))
         problems, source = task.load_with_source(cfg.data_dir)
-        loaded[name] = (task, select_problems(problems, cfg.shard, cfg.limit), source)
-    if engine is None:
-        engine, tokenizer = make_engine(cfg)
-
-    prompts: dict[tuple[str, str], str] = {}
-    task_info = {}
-    for name, (task, problems, source) in list(loaded.items()):
-        template = templates.get(name) or (task.templates[0] if task.templates else None)
+        template = cfg.templates.get(name) or (task.templates[0] if task.templates else None)
         # verifiers whose extraction depends on the prompt's shape read the template from the problem
-        problems = [replace(p, meta={**p.meta, "template": template}) for p in problems]
-        loaded[name] = (task, problems, source)
-        rendered = [task.prompt(p, template, tokenizer) for p in problems]
-        prompts.update({(name, p.id): r for p, r in zip(problems, rendered, strict=True)})
-        task_info[name] = {"domain": task.domain, "source": source, "template": template,
-                           "prompt_sha256": sha256_text("\x1e".join(rendered)), "problems": len(problems)}
+        problems = [replace(p, meta={**p.meta, "template": template})
+                    for p in select_problems(problems, cfg.shard, cfg.limit)]
+        loaded[name] = (task, problems, template)
+        task_info[name] = {"domain": task.domain, "source": source, "template": template, "problems": len(problems)}
         if cfg.task_options.get(name):   # recorded only when set, so runs without options keep their settings
             task_info[name]["options"] = cfg.task_options[name]
 
@@ -166,11 +208,29 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         "model": {**model_fingerprint(cfg.model, cfg.revision), "dtype": cfg.dtype},
         "method": cfg.method, "tasks": task_info, "n": cfg.n,
         "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
-        "seed": cfg.seed, "engine": engine.name, "decode": getattr(engine, "decode_path", None),
+        "seed": cfg.seed, "engine": engine.name if engine is not None else cfg.engine, "decode": None,
         "chunk": cfg.chunk,
         "shard": list(cfg.shard), "limit": cfg.limit,
     }
+    stored = check_resumable(cfg.out, settings)   # before the model is loaded
+    if engine is None:
+        engine, tokenizer = make_engine(cfg)
+
+    prompts: dict[tuple[str, str], str] = {}
+    for name, (task, problems, template) in loaded.items():
+        rendered = [task.prompt(p, template, tokenizer) for p in problems]   # chat templates need the tokenizer
+        prompts.update({(name, p.id): r for p, r in zip(problems, rendered, strict=True)})
+        task_info[name]["prompt_sha256"] = sha256_text("\x1e".join(rendered))
+    settings["engine"], settings["decode"] = engine.name, getattr(engine, "decode_path", None)
+    label = settings["label"]
+    if stored is not None:   # the label names the run and changes no sample: a resume may set a new one
+        settings["label"] = stored.get("label")
+        label = settings["label"] if cfg.label is None else cfg.label
     run = Run.create(cfg.out, settings)
+    if run.info.get("label") != label:
+        print(f"rlvr: note: {cfg.out}: label {run.info.get('label')!r} -> {label!r}", file=sys.stderr)
+        run.info["label"] = label
+        write_json_atomic(run.path / RUN_FILE, run.info)
     done = run.done_keys()
 
     units: list[_Unit] = []

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.errors import UserError
 
@@ -124,21 +127,60 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def resolve_model(name_or_path: str) -> str:
+    """What `from_pretrained` gets: a local directory that holds a model (its config.json), or a hub id.
+    Cheap, so callers check --model with it before loading data or weights."""
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            # a training output folder keeps its models in checkpoints/ (`last` links to the newest)
+            hint = next((c for c in (local / "checkpoints" / "last", local / "last") if (c / "config.json").is_file()),
+                        None)
+            raise UserError(f"--model: {name_or_path} holds no model (no config.json)"
+                            + (f"; did you mean {hint}?" if hint else ""))
+        return str(local)
+    if local.exists():
+        raise UserError(f"--model: {name_or_path} is a file; pass the directory that holds the model")
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise UserError(f"--model: {name_or_path} does not exist")
+    return name_or_path
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connect. Without it, `from_pretrained` retries a
+    hub id for about half a minute per file before it looks in the local cache. False when
+    HF_HUB_OFFLINE is set; True (not probed) behind a proxy, where a direct connect proves nothing."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):
-    """(model, tokenizer) from a hub id or a local directory, in eval mode on `device`."""
+    """(model, tokenizer) from a hub id or a local directory, in eval mode on `device`. A hub id is
+    looked up in the local cache only when the hub cannot be reached (see `hub_reachable`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    local = Path(name_or_path).expanduser()
-    if not local.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
-        raise UserError(f"--model: {name_or_path} does not exist")
-    src = str(local) if local.exists() else name_or_path
+    src = resolve_model(name_or_path)
+    offline = not Path(src).is_dir() and not hub_reachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(src, revision=revision, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(src, revision=revision, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(src, revision=revision, dtype=torch_dtype,
+                                                     local_files_only=offline)
     except OSError as e:
-        raise UserError(f"--model: cannot load {name_or_path} ({str(e).splitlines()[0][:200]})") from None
+        where = "; the hub is not reachable from here, so only the local cache was searched" if offline else ""
+        raise UserError(f"--model: cannot load {name_or_path} ({str(e).splitlines()[0][:200]}){where}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(dev).eval()

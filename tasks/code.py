@@ -337,9 +337,10 @@ class _HumanEvalBase(Task):
     templates = ("completion", "evalplus_chat", "evalplus_chatml")
     timeout_s = 10.0
     memory_mb = 2048
+    last_source: dict | None = None  # provenance of the last `load` (recorded in run.json), as tasks/math.py
 
     def load(self, data_dir=None) -> list[Problem]:
-        rows, _source = load_records(self, data_dir)
+        rows, self.last_source = load_records(self, data_dir)
         out = []
         for i, row in enumerate(rows):
             missing = {"task_id", "prompt", "test", "entry_point"} - row.keys()
@@ -473,9 +474,10 @@ class LiveCodeBench(Task):
     templates = ("lcb_chat", "lcb_chatml")
     test_timeout_s = 6.0       # lcb_runner's default per-test timeout
     memory_mb = 2048
+    last_source: dict | None = None  # provenance of the last `load` (recorded in run.json), as tasks/math.py
 
     def load(self, data_dir=None) -> list[Problem]:
-        rows, _source = load_records(self, data_dir)
+        rows, self.last_source = load_records(self, data_dir)
         out = []
         for i, row in enumerate(rows):
             missing = {"question_id", "question_content", "public_test_cases"} - row.keys()

@@ -62,6 +62,22 @@ def test_humaneval_loads_164_unique_problems(humaneval):
     assert humaneval[0].meta["entry_point"] == "has_close_elements"
 
 
+@needs_humaneval
+def test_humaneval_records_its_data_source():
+    problems, source = tasks.get("humaneval").load_with_source(DATA)
+    assert len(problems) == 164 and source["kind"] == "local"
+    assert Path(source["path"]) == (DATA / "humaneval" / "test.jsonl").resolve() and len(source["sha256"]) == 64
+
+
+def test_livecodebench_records_its_data_source(tmp_path):
+    row = {"question_id": "q1", "question_content": "Add two numbers.", "public_test_cases": "[]"}
+    (tmp_path / "livecodebench").mkdir()
+    (tmp_path / "livecodebench" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    problems, source = tasks.get("livecodebench").load_with_source(tmp_path)
+    assert [p.id for p in problems] == ["q1"] and source["kind"] == "local"
+    assert Path(source["path"]) == (tmp_path / "livecodebench" / "test.jsonl").resolve()
+
+
 def test_humaneval_plus_without_local_data_names_both_sources(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

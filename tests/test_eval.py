@@ -118,6 +118,9 @@ def test_merge_refuses_mismatched_shards(tiny_model, data_dir, tmp_path):
     (["--n", "0"], "--n"),
     (["--template", "nope"], "--template"),
     (["--top-p", "0"], "--top-p"),
+    (["--workers", "0"], "--workers"),
+    (["--deadline", "0"], "--deadline"),
+    (["--stop", ""], "--stop"),
 ])
 def test_eval_flag_mistakes_are_one_line_errors(tiny_model, data_dir, tmp_path, capsys, extra, match):
     assert cli.main(eval_argv(tiny_model, tmp_path / "x", data_dir, *extra)) == 2
@@ -128,3 +131,106 @@ def test_eval_flag_mistakes_are_one_line_errors(tiny_model, data_dir, tmp_path, 
 def test_eval_with_an_unknown_model_path_is_an_error(data_dir, tmp_path, capsys):
     assert cli.main(eval_argv(tmp_path / "no-model", tmp_path / "x", data_dir)) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fails the test if `rlvr eval` gets as far as loading the model."""
+    def fail(cfg):
+        pytest.fail("the model was loaded before the error")
+    monkeypatch.setattr("harness.evaluate.make_engine", fail)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("rlvr: error:") and err.count("\n") == 1, err
+    return err
+
+
+def test_eval_model_dir_without_a_model_is_an_error_that_points_to_the_checkpoint(data_dir, tmp_path, capsys,
+                                                                                 no_model_load):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(eval_argv(empty, tmp_path / "x", data_dir)) == 2
+    err = one_line_error(capsys)
+    assert "--model" in err and "no config.json" in err and "did you mean" not in err
+    train_out = tmp_path / "train" / "grpo"               # what `rlvr train --out` leaves
+    (train_out / "checkpoints" / "last").mkdir(parents=True)
+    (train_out / "checkpoints" / "last" / "config.json").write_text("{}")
+    assert cli.main(eval_argv(train_out, tmp_path / "x", data_dir)) == 2
+    assert f"did you mean {train_out / 'checkpoints' / 'last'}?" in one_line_error(capsys)
+
+
+def test_eval_out_that_cannot_be_a_run_directory_is_an_error(tiny_model, data_dir, tmp_path, capsys, no_model_load):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out, match in [(a_file, "is not a directory"), (a_file / "run", "cannot create")]:
+        assert cli.main(eval_argv(tiny_model, out, data_dir)) == 2
+        err = one_line_error(capsys)
+        assert "--out" in err and match in err
+
+
+def test_refused_resume_fails_before_the_model_is_loaded(reference_run, tiny_model, data_dir, capsys, no_model_load):
+    before = (reference_run / "run.json").read_text()
+    assert cli.main(eval_argv(tiny_model, reference_run, data_dir, "--temperature", "0.5")) == 2
+    assert "cannot resume, setting 'sampling.temperature'" in one_line_error(capsys)
+    assert (reference_run / "run.json").read_text() == before
+
+
+def test_resume_may_change_the_label_but_not_the_chunk(tiny_model, data_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    small = ["--limit", "1", "--n", "2"]
+    assert cli.main(eval_argv(tiny_model, out, data_dir, *small, "--label", "first")) == 0
+    samples = (out / "samples.jsonl").read_text()
+    assert cli.main(eval_argv(tiny_model, out, data_dir, *small, "--label", "second")) == 0
+    assert json.loads((out / "run.json").read_text())["label"] == "second"
+    assert cli.main(eval_argv(tiny_model, out, data_dir, *small)) == 0       # no --label: the stored one stays
+    info = json.loads((out / "run.json").read_text())
+    assert info["label"] == "second" and len(info["resumes"]) == 2
+    assert (out / "samples.jsonl").read_text() == samples
+    capsys.readouterr()
+    monkeypatch.setattr("harness.evaluate.make_engine", lambda cfg: pytest.fail("model loaded"))
+    assert cli.main(eval_argv(tiny_model, out, data_dir, *small, "--chunk", "1", "--label", "third")) == 2
+    assert "setting 'chunk'" in one_line_error(capsys)
+    assert json.loads((out / "run.json").read_text())["label"] == "second"
+
+
+def test_tasks_lists_the_generated_micro_tasks_with_their_size(data_dir, capsys):
+    assert cli.main(["tasks", "--data-dir", str(data_dir)]) == 0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| micro_")}
+    assert set(rows) == {"micro_arith", "micro_order", "micro_code"}
+    assert all(r[3] == "64" and r[5] == "generated" for r in rows.values())
+
+
+def test_an_unreachable_hub_fails_fast_from_the_local_cache(monkeypatch):
+    from harness import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)
+    # without the probe, from_pretrained would retry the hub for ~30 s before this error
+    with pytest.raises(UserError, match="rlvr-test/no-such-model .*only the local cache was searched"):
+        models.load_model("rlvr-test/no-such-model", device="cpu")
+
+
+def test_hub_probe(monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    from harness.models import hub_reachable
+
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as s:                                         # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    assert hub_reachable(timeout_s=1.0) is False
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_reachable(timeout_s=1.0) is True
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        assert hub_reachable(timeout_s=1.0) is False
