@@ -225,7 +225,7 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the first L problems of each task")
     p.add_argument("--chunk", type=int, default=64, help="samples of one problem per batch (default: 64)")
     p.add_argument("--workers", type=int, help="verifier processes (default: all CPUs)")
-    p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10)")
+    p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10); code tasks get at least their own test time limits")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("--revision", help="hub revision of the model")
@@ -379,7 +379,7 @@ def _setup_export_lm_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="benchmark directory to bake in (default at run time: $RLVR_DATA_DIR)")
     p.add_argument("--model", help="tokenizer for chat-template prompts (default at run time: lm-eval's "
                                    "tokenizer= or pretrained= model argument)")
-    p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10)")
+    p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10); code tasks get at least their own test time limits")
     p.add_argument("--workers", type=int, help="verifier processes (default: all CPUs)")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a scoring option of the tasks that accept it, as in rlvr eval (repeatable)")

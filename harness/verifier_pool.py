@@ -40,6 +40,8 @@ import tasks as task_registry
 from tasks.base import Problem, Task, Verdict
 
 DEFAULT_DEADLINE_S = 10.0
+# added to a task's own check budget: the sandbox's start and the judge's replies around the tests
+CHECK_BUDGET_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,15 @@ Deliver = Callable[[VerifyResult], None]
 
 
 class _Job:
-    __slots__ = ("key", "module", "problem", "extracted", "waiters", "seq", "started")
+    __slots__ = ("key", "module", "problem", "extracted", "waiters", "seq", "started", "deadline_s")
 
-    def __init__(self, key: tuple[str, str, str], module: str, problem: Problem, extracted: str):
+    def __init__(self, key: tuple[str, str, str], module: str, problem: Problem, extracted: str,
+                 deadline_s: float):
         self.key = key
         self.module = module
         self.problem = problem
         self.extracted = extracted
+        self.deadline_s = deadline_s
         self.waiters: list[tuple[Deliver, float, bool]] = []   # (deliver, extract seconds, cache hit)
         self.seq = 0
         self.started = 0.0
@@ -159,7 +163,9 @@ class VerifierPool:
     """A pool of verifier processes with a hard per-item deadline and a verdict cache.
 
     workers:      number of processes (default: the CPUs this process may use).
-    deadline_s:   wall-clock seconds one check may take before its worker is killed.
+    deadline_s:   wall-clock seconds one check may take before its worker is killed; a task whose check
+                  has its own time budget (`Task.check_budget_s`: code tests run under per-test limits)
+                  gets that budget plus CHECK_BUDGET_MARGIN_S when it is longer.
     preload:      modules the workers import at start (the task modules you will verify), so that the
                   first items do not wait for imports; a module's `warm_up()`, if it has one, runs
                   then too, outside any item's deadline.
@@ -327,7 +333,7 @@ class VerifierPool:
                     self._stats["cache_hits"] += 1
                     job.waiters.append((deliver, t_extract, True))
                     return
-                job = _Job(key, type(task_obj).__module__, problem, extracted)
+                job = _Job(key, type(task_obj).__module__, problem, extracted, self._deadline_for(task_obj, problem))
                 job.waiters.append((deliver, t_extract, False))
                 self._inflight[key] = job
                 self._pending.append(job)
@@ -418,6 +424,10 @@ class VerifierPool:
             verdict, seconds = msg[2], msg[3]
             self._finish(job, verdict, seconds, "errors" if verdict.reason.startswith("error") else None)
 
+    def _deadline_for(self, task: Task, problem: Problem) -> float:
+        budget = task.check_budget_s(problem)
+        return self.deadline_s if budget is None else max(self.deadline_s, budget + CHECK_BUDGET_MARGIN_S)
+
     def _run(self) -> None:
         try:
             while True:
@@ -428,7 +438,7 @@ class VerifierPool:
                         return
                 now = time.monotonic()
                 busy = [w for w in self._workers if w.job is not None]
-                timeout = min((w.job.started + self.deadline_s - now for w in busy), default=1.0)
+                timeout = min((w.job.started + w.job.deadline_s - now for w in busy), default=1.0)
                 conns = {w.conn: w for w in self._workers}
                 for ready in wait([*conns, self._wake_r], timeout=max(0.0, min(timeout, 1.0))):
                     if ready == self._wake_r:
@@ -437,7 +447,7 @@ class VerifierPool:
                         self._on_message(conns[ready])
                 now = time.monotonic()
                 for w in list(self._workers):
-                    if w.job is not None and now - w.job.started > self.deadline_s:
+                    if w.job is not None and now - w.job.started > w.job.deadline_s:
                         job, w.job = w.job, None
                         self._replace(w)
                         self._finish(job, Verdict(False, 0.0, job.extracted, "timeout"), now - job.started,

@@ -71,6 +71,12 @@ class Task:
     def load(self, data_dir: str | Path | None = None) -> list[Problem]:
         raise NotImplementedError
 
+    def check_budget_s(self, problem: Problem) -> float | None:
+        """Seconds `check` may need on `problem` by the task's own limits (code tasks: their per-test time
+        limits), or None. The verifier pool gives the check at least that (plus a margin) even when its
+        deadline is shorter, so a slow but correct program is not judged by the pool's clock."""
+        return None
+
     def load_with_source(self, data_dir: str | Path | None = None) -> tuple[list[Problem], dict]:
         """Problems plus the provenance of their data (local path and sha256, or the hub dataset),
         which run.json records. Tasks set `self.last_source` in `load`."""

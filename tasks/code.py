@@ -339,6 +339,9 @@ class _HumanEvalBase(Task):
     memory_mb = 2048
     last_source: dict | None = None  # provenance of the last `load` (recorded in run.json), as tasks/math.py
 
+    def check_budget_s(self, problem: Problem) -> float:
+        return self.timeout_s + 2.0      # the candidate's limit, and the judge's 2 s beyond it
+
     def load(self, data_dir=None) -> list[Problem]:
         rows, self.last_source = load_records(self, data_dir)
         out = []
@@ -474,6 +477,7 @@ class LiveCodeBench(Task):
     templates = ("lcb_chat", "lcb_chatml")
     test_timeout_s = 6.0       # lcb_runner's default per-test timeout
     memory_mb = 2048
+    _n_tests: dict[str, int] = {}    # problem id -> test count, for check_budget_s (decoded once)
     last_source: dict | None = None  # provenance of the last `load` (recorded in run.json), as tasks/math.py
 
     def load(self, data_dir=None) -> list[Problem]:
@@ -511,6 +515,13 @@ class LiveCodeBench(Task):
     def extract(self, problem: Problem, completion: str) -> str | None:
         code = last_code_block(completion)
         return None if code is None else code.strip("\n") + "\n"
+
+    def check_budget_s(self, problem: Problem) -> float:
+        """lcb_runner's own limit for a problem: (per-test timeout + 1) x tests + 5 s."""
+        n = self._n_tests.get(problem.id)
+        if n is None:
+            n = self._n_tests[problem.id] = len(_lcb_tests(problem.answer["public"], problem.answer["private"]))
+        return (self.test_timeout_s + 1) * n + 5
 
     def check(self, problem: Problem, extracted: str) -> Verdict:
         tests = _lcb_tests(problem.answer["public"], problem.answer["private"])

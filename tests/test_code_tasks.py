@@ -509,3 +509,14 @@ def test_lcb_functional_hang_is_a_timeout(lcb_problems):
     verdict = task.verify(lcb_problems["f1"], _fenced("class Solution:\n    def shift(self, nums, k):\n        while True: pass"))
     assert not verdict.correct and "timeout" in verdict.reason
     assert time.monotonic() - t0 < 6
+
+
+def test_check_budgets_follow_the_tasks_own_time_limits(lcb_problems):
+    """The verifier pool gives a check at least its task's budget: lcb_runner's (6 + 1) x tests + 5 s, the
+    HumanEval candidate limit plus the judge's 2 s (EvalPlus: 60 s per task)."""
+    lcb = tasks.get("livecodebench")
+    assert lcb.check_budget_s(lcb_problems["s1"]) == 7 * 3 + 5       # 2 public + 1 private test
+    assert lcb.check_budget_s(lcb_problems["f1"]) == 7 * 2 + 5
+    p = Problem("HumanEval/0", "humaneval", "q", None)
+    assert tasks.get("humaneval").check_budget_s(p) == 12.0
+    assert tasks.get("humaneval_plus").check_budget_s(p) == 62.0

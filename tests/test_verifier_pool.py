@@ -56,6 +56,9 @@ class PoolProbeTask(Task):
         ok = extracted == problem.answer
         return Verdict(ok, float(ok), extracted, "ok" if ok else "mismatch")
 
+    def check_budget_s(self, problem: Problem) -> float | None:
+        return problem.meta.get("budget")
+
 
 def P(pid: str, answer: str = "42") -> Problem:
     return Problem(id=pid, task="pool_probe", text="q", answer=answer)
@@ -99,6 +102,14 @@ def test_hung_check_is_killed_replaced_and_counted(pool):
     assert set(pool.worker_pids()) != set(pids)
     # The replacements work.
     assert [v.correct for v in pool.verify_many([("pool_probe", P("h3"), "42")] * 3)] == [True] * 3
+
+
+def test_a_tasks_own_check_budget_extends_the_deadline(pool):
+    """A code task's tests have their own time limits; the pool's shorter deadline does not cut them."""
+    slow = Problem(id="budget", task="pool_probe", text="q", answer="sleep:2.5", meta={"budget": 3.0})
+    plain = Problem(id="no-budget", task="pool_probe", text="q", answer="sleep:2.5")
+    done = pool.map([("pool_probe", slow, "sleep:2.5"), ("pool_probe", plain, "sleep:2.5")])
+    assert [r.verdict.reason for r in done] == ["ok", "timeout"]
 
 
 def test_timeouts_are_cached(pool):
