@@ -68,8 +68,6 @@ class EvalConfig:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
         if not self.deadline_s > 0:
             raise UserError(f"--deadline must be > 0, got {self.deadline_s}")
-        if any(not s for s in self.sampling.stop):
-            raise UserError("--stop: a stop string must not be empty (it would cut every completion to '')")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

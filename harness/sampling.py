@@ -37,6 +37,8 @@ class SamplingParams:
             raise UserError(f"--top-k must be >= 0, got {self.top_k}")
         if self.max_new_tokens < 1:
             raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if any(not st for st in self.stop):
+            raise UserError("--stop: a stop string must not be empty (it would cut every completion to '')")
 
 
 @dataclass

@@ -73,7 +73,9 @@ class SynLogicEasy(Task):
     templates = ("think_answer", "question")
 
     # The official game_of_24 verifier never compares the value with 24 (README); ours does.
-    # `with_options(game_of_24_checks_value=False)` reproduces official scoring.
+    # `with_options(game_of_24_checks_value=False)` reproduces official scoring when its `check` is called
+    # directly. It acts in `check`, which the verifier pool's workers run on the registered instance, so
+    # `rlvr eval` cannot set it (it is not among `eval_options`).
     game_of_24_checks_value: bool = True
 
     def with_options(self, game_of_24_checks_value: bool | None = None) -> SynLogicEasy:
