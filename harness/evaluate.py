@@ -111,6 +111,7 @@ def select_problems(problems: list[Problem], shard: tuple[int, int], limit: int 
 class _Unit:
     task: Task
     problem: Problem
+    params: SamplingParams     # the run's sampling settings plus the task's own stop strings
     start: int                 # first sample index of the chunk
     indices: list[int]         # the chunk's indices still to do
     seeds: list[int]           # seeds of the whole chunk (index start + j -> seeds[j])
@@ -198,6 +199,8 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
                     for p in select_problems(problems, cfg.shard, cfg.limit)]
         loaded[name] = (task, problems, template)
         task_info[name] = {"domain": task.domain, "source": source, "template": template, "problems": len(problems)}
+        if task.stop_strings(template):   # recorded only when the task has some (older runs keep their settings)
+            task_info[name]["stop"] = list(task.stop_strings(template))
         if cfg.task_options.get(name):   # recorded only when set, so runs without options keep their settings
             task_info[name]["options"] = cfg.task_options[name]
 
@@ -232,14 +235,16 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     done = run.done_keys()
 
     units: list[_Unit] = []
-    for name, (task, problems, _) in loaded.items():
+    for name, (task, problems, template) in loaded.items():
+        params = replace(cfg.sampling, stop=tuple(dict.fromkeys(cfg.sampling.stop + task.stop_strings(template))))
         for p in problems:
             for start in range(0, cfg.n, cfg.chunk):
                 idx = [i for i in range(start, min(cfg.n, start + cfg.chunk)) if (name, p.id, i) not in done]
                 if idx:
                     # the whole chunk is generated (fixed batch => same samples); only missing ones are kept
                     full = list(range(start, min(cfg.n, start + cfg.chunk)))
-                    units.append(_Unit(task, p, start, idx, [sample_seed(cfg.seed, name, p.id, i) for i in full]))
+                    units.append(_Unit(task, p, params, start, idx,
+                                       [sample_seed(cfg.seed, name, p.id, i) for i in full]))
     total = sum(len(u.indices) for u in units)
     if total == 0:
         print(f"rlvr: {cfg.out}: all {cfg.n} samples of every problem are already done", file=sys.stderr)
@@ -292,7 +297,7 @@ def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=N
           else contextlib.nullcontext(pool)) as pool:
         for u in units:
             prompt = prompts[(u.task.name, u.problem.id)]
-            comps = engine.generate([(prompt, u.seeds)], cfg.sampling)[0]
+            comps = engine.generate([(prompt, u.seeds)], u.params)[0]
             u.completions = [comps[i - u.start] for i in u.indices]
             u.futures = [pool.submit(u.task, u.problem, c.text) for c in u.completions]   # configured copy
             pending.append(u)

@@ -71,6 +71,12 @@ class Task:
     def load(self, data_dir: str | Path | None = None) -> list[Problem]:
         raise NotImplementedError
 
+    def stop_strings(self, template: str | None) -> tuple[str, ...]:
+        """Stop strings the sampler adds for prompts of `template` (a completion-style prompt whose answer
+        ends where the next exemplar or statement begins). `extract` must cut there itself too, so that a
+        verdict does not depend on them: they only save the tokens a base model writes past its answer."""
+        return ()
+
     def check_budget_s(self, problem: Problem) -> float | None:
         """Seconds `check` may need on `problem` by the task's own limits (code tasks: their per-test time
         limits), or None. The verifier pool gives the check at least that (plus a margin) even when its

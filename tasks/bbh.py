@@ -115,7 +115,7 @@ def extract_fewshot_answer(completion: str) -> str | None:
     its sampler at any "Q", which can cut a chain of thought at a word such as "Queen"; the blank line
     alone is the exemplar boundary. Cutting here, not in the sampler, makes the verdict the same
     whatever the sampler's stop strings were."""
-    head = completion.lstrip("\n").split("\n\n", 1)[0]
+    head = completion.split("\n\n", 1)[0]
     hit = re.search(r"the answer is ", head, flags=re.IGNORECASE)
     if hit is None:
         return extract_bbh_answer(head)     # a boxed answer, or none
@@ -222,6 +222,9 @@ class BBH(Task):
                 return with_chat_template(tokenizer, None, user)
             return chatml(BOXED_SYSTEM, user)
         raise UserError(f"--template {template!r}: task {self.name} offers {', '.join(self.templates)}")
+
+    def stop_strings(self, template: str | None) -> tuple[str, ...]:
+        return ("\n\n",) if (template or self.templates[0]) == "cot_3shot" else ()
 
     def extract(self, problem: Problem, completion: str) -> str | None:
         if (problem.meta.get("template") or self.templates[0]) == "cot_3shot":

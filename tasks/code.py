@@ -355,6 +355,9 @@ class _HumanEvalBase(Task):
     def check_budget_s(self, problem: Problem) -> float:
         return self.timeout_s + 2.0      # the candidate's limit, and the judge's 2 s beyond it
 
+    def stop_strings(self, template: str | None) -> tuple[str, ...]:
+        return HUMANEVAL_STOP if (template or self.templates[0]) == "completion" else ()
+
     def load(self, data_dir=None) -> list[Problem]:
         rows, self.last_source = load_records(self, data_dir)
         out = []

@@ -128,3 +128,34 @@ def test_the_bbg_recipe_evaluates_with_any_boxed():
                                                      for t in ("aime25", "minerva_math", "olympiadbench", "math500")}
     nsr, _ = load_recipe("nsr")
     assert all(eval_task_options(ev) == {} for ev in nsr.evaluations)
+
+
+class Recorder:
+    """Answers every sample with a fixed text and records the sampling settings each request got."""
+
+    name = "scripted"
+
+    def __init__(self, text: str):
+        self.text, self.params = text, []
+
+    def generate(self, requests, params):
+        self.params.append(params)
+        return [[Completion(self.text, [1], "stop") for _ in seeds] for _, seeds in requests]
+
+
+def test_completion_style_templates_add_their_tasks_stop_strings(tmp_path, data_dir, pool):
+    """BBH's 3-shot prompt stops at a blank line (lm-eval's bbh_cot_fewshot), HumanEval's completion prompt
+    at the Codex stop sequences; the run's own --stop strings stay first, and run.json records the task's."""
+    engine = Recorder("So the answer is (A).")
+    cfg = EvalConfig(model="scripted-model", tasks=["bbh"], out=str(tmp_path / "bbh"), n=1, data_dir=str(data_dir),
+                     limit=1, sampling=SamplingParams(max_new_tokens=8, stop=("</s>",)))
+    run = evaluate(cfg, engine=engine, progress=False, print_table=False, pool=pool)
+    assert {p.stop for p in engine.params} == {("</s>", "\n\n")}
+    assert run.info["tasks"]["bbh"]["stop"] == ["\n\n"]
+    cfg = EvalConfig(model="scripted-model", tasks=["bbh"], out=str(tmp_path / "boxed"), n=1, data_dir=str(data_dir),
+                     limit=1, templates={"bbh": "zero_shot_boxed"}, sampling=SamplingParams(max_new_tokens=8))
+    engine = Recorder("\\boxed{(A)}")
+    run = evaluate(cfg, engine=engine, progress=False, print_table=False, pool=pool)
+    assert {p.stop for p in engine.params} == {()} and "stop" not in run.info["tasks"]["bbh"]
+    assert tasks.get("humaneval").stop_strings("completion") == ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+    assert tasks.get("humaneval").stop_strings("evalplus_chat") == ()

@@ -64,8 +64,8 @@ def test_all10_export_writes_one_task_per_benchmark_and_the_suite_groups(tmp_pat
         assert [m["metric"] for m in cfg["metric_list"]] == ["pass@1", "pass@2", "pass@4", "pass@8", "pass@16"]
         assert all(m["aggregation"] == "mean" and m["higher_is_better"] for m in cfg["metric_list"])
         assert cfg.get("unsafe_code", False) == (task.domain == "code")
-        assert cfg["generation_kwargs"] == {"until": [], "max_gen_toks": 4096, "do_sample": True,
-                                            "temperature": 0.6, "top_p": 0.95}
+        assert cfg["generation_kwargs"] == {"until": list(task.stop_strings(task.templates[0])), "max_gen_toks": 4096,
+                                            "do_sample": True, "temperature": 0.6, "top_p": 0.95}
     group = read_yaml(tmp_path / "rlvr_math6.yaml")
     assert group["task"] == [f"rlvr_{t}" for t in registry.SUITES["math6"]]
     assert {(a["metric"], tuple(a["filter_list"]), a["weight_by_size"]) for a in group["aggregate_metric_list"]} == \
