@@ -213,7 +213,7 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
     p.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default: 0)")
     p.add_argument("--max-new-tokens", type=int, default=4096, help="generation limit (default: 4096)")
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable); completion-style templates add their task's own (bbh cot_3shot: a blank line; humaneval completion: the Codex stop sequences)")
     p.add_argument("--seed", type=int, default=0, help="run seed; sample seeds derive from it (default: 0)")
     p.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="sampler (default: hf)")
     p.add_argument("--template", help="prompt template: NAME for every task offering it, or task=NAME,...")
@@ -374,7 +374,7 @@ def _setup_export_lm_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
     p.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = not set (default: 0)")
     p.add_argument("--max-new-tokens", type=int, default=4096, help="generation limit (default: 4096)")
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable); completion-style templates add their task's own (bbh cot_3shot: a blank line; humaneval completion: the Codex stop sequences)")
     p.add_argument("--limit", type=int, help="only the first L problems of each task")
     p.add_argument("--data-dir", help="benchmark directory to bake in (default at run time: $RLVR_DATA_DIR)")
     p.add_argument("--model", help="tokenizer for chat-template prompts (default at run time: lm-eval's "
