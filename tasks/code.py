@@ -482,14 +482,18 @@ class LiveCodeBench(Task):
 
     Local layout: `<data_dir>/livecodebench/test.jsonl` with the hub's rows (question_id,
     question_content, starter_code, public_test_cases, private_test_cases, metadata, ...), for the
-    release you want (the hub's `version_tag`; record it with the scores)."""
+    release you want (the hub's `version_tag`; record it with the scores).
+
+    From the hub, the release's jsonl files are read with `datasets`' json builder: the repository's loading
+    script (which maps `version_tag` to those files) cannot run under `datasets` >= 4."""
 
     name = "livecodebench"
     domain = "code"
     local_dir = "livecodebench"
     version_tag = "release_v6"
     hub = HubSource("livecodebench/code_generation_lite", split="test")
-    hub_extra_kwargs = {"version_tag": version_tag, "trust_remote_code": True}
+    # the files each release tag reads (the repository's code_generation_lite.py): cumulative shards
+    hub_data_files = tuple(["test.jsonl"] + [f"test{i}.jsonl" for i in range(2, 7)])
     templates = ("lcb_chat", "lcb_chatml")
     test_timeout_s = 6.0       # lcb_runner's default per-test timeout
     memory_mb = 2048

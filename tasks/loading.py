@@ -86,6 +86,10 @@ def load_records(task: Task, data_dir: str | Path | None = None,
 def hub_kwargs(task: Task) -> dict[str, Any]:
     """The exact arguments given to `datasets.load_dataset` (tested without network)."""
     assert task.hub is not None
+    files = getattr(task, "hub_data_files", None)
+    if files:   # plain files of the repository, read by the json builder (no loading script)
+        repo = task.hub.path + (f"@{task.hub.revision}" if task.hub.revision else "")
+        return {"path": "json", "data_files": [f"hf://datasets/{repo}/{f}" for f in files], "split": "train"}
     kwargs: dict[str, Any] = {"path": task.hub.path, "split": task.hub.split}
     if task.hub.name:
         kwargs["name"] = task.hub.name

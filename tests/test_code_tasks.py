@@ -87,10 +87,12 @@ def test_humaneval_plus_without_local_data_names_both_sources(monkeypatch, tmp_p
     assert "humaneval_plus" in str(err.value) and "evalplus/humanevalplus" in str(err.value)
 
 
-def test_livecodebench_hub_arguments_carry_the_version_tag():
+def test_livecodebench_reads_its_release_files_without_the_loading_script():
+    """datasets >= 4 runs no loading scripts: release_v6's six cumulative jsonl shards go to the json builder."""
     kwargs = hub_kwargs(tasks.get("livecodebench"))
-    assert kwargs["path"] == "livecodebench/code_generation_lite"
-    assert kwargs["version_tag"].startswith("release_v")
+    base = "hf://datasets/livecodebench/code_generation_lite/"
+    assert kwargs == {"path": "json", "split": "train", "data_files": [
+        base + f for f in ("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl")]}
 
 
 @needs_humaneval
