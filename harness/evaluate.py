@@ -23,7 +23,7 @@ import tasks as task_registry
 from harness.errors import UserError
 from harness.metrics import update_metrics
 from harness.provenance import sha256_text
-from harness.runstore import RUN_FILE, VOLATILE_KEYS, Run, _first_difference, read_json, write_json_atomic
+from harness.runstore import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json
 from harness.sampling import Engine, SamplingParams, sample_seed
 from harness.task_options import configured_task
 from tasks.base import Problem, Task
@@ -153,7 +153,7 @@ def check_resumable(out: str, settings: dict) -> dict | None:
                              else i for t, i in kept["tasks"].items()}
         return kept
 
-    diff = _first_difference(comparable(stored), comparable(json.loads(json.dumps(settings))))
+    diff = first_difference(comparable(stored), comparable(json.loads(json.dumps(settings))))
     if diff is not None:
         raise UserError(f"{out}: cannot resume, setting '{diff}' differs from the stored run "
                         f"(use a new --out for new settings)")
@@ -199,8 +199,9 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
                     for p in select_problems(problems, cfg.shard, cfg.limit)]
         loaded[name] = (task, problems, template)
         task_info[name] = {"domain": task.domain, "source": source, "template": template, "problems": len(problems)}
-        if task.stop_strings(template):   # recorded only when the task has some (older runs keep their settings)
-            task_info[name]["stop"] = list(task.stop_strings(template))
+        stops = task.stop_strings(template)
+        if stops:   # recorded only when the task has some (older runs keep their settings)
+            task_info[name]["stop"] = list(stops)
         if cfg.task_options.get(name):   # recorded only when set, so runs without options keep their settings
             task_info[name]["options"] = cfg.task_options[name]
 
@@ -223,20 +224,17 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         prompts.update({(name, p.id): r for p, r in zip(problems, rendered, strict=True)})
         task_info[name]["prompt_sha256"] = sha256_text("\x1e".join(rendered))
     settings["engine"], settings["decode"] = engine.name, getattr(engine, "decode_path", None)
-    label = settings["label"]
     if stored is not None:   # the label names the run and changes no sample: a resume may set a new one
-        settings["label"] = stored.get("label")
-        label = settings["label"] if cfg.label is None else cfg.label
-    run = Run.create(cfg.out, settings)
-    if run.info.get("label") != label:
-        print(f"rlvr: note: {cfg.out}: label {run.info.get('label')!r} -> {label!r}", file=sys.stderr)
-        run.info["label"] = label
-        write_json_atomic(run.path / RUN_FILE, run.info)
+        if cfg.label is None:
+            settings["label"] = stored.get("label")
+        elif cfg.label != stored.get("label"):
+            print(f"rlvr: note: {cfg.out}: label {stored.get('label')!r} -> {cfg.label!r}", file=sys.stderr)
+    run = Run.create(cfg.out, settings, may_change=("label",))
     done = run.done_keys()
 
     units: list[_Unit] = []
     for name, (task, problems, template) in loaded.items():
-        params = replace(cfg.sampling, stop=tuple(dict.fromkeys(cfg.sampling.stop + task.stop_strings(template))))
+        params = cfg.sampling.with_stop(task.stop_strings(template))
         for p in problems:
             for start in range(0, cfg.n, cfg.chunk):
                 idx = [i for i in range(start, min(cfg.n, start + cfg.chunk)) if (name, p.id, i) not in done]

@@ -151,8 +151,7 @@ def task_config(cfg: ExportConfig, name: str) -> dict[str, Any]:
         "doc_to_target": "target",
         "num_fewshot": 0,
         "repeats": cfg.n,
-        "generation_kwargs": generation_kwargs(replace(cfg.sampling, stop=tuple(dict.fromkeys(
-            cfg.sampling.stop + task.stop_strings(template))))),
+        "generation_kwargs": generation_kwargs(cfg.sampling.with_stop(task.stop_strings(template))),
         "filter_list": [{"name": FILTER_NAME, "filter": [
             {"function": "custom", "filter_fn": _FunctionRef(f"{HELPER_MODULE}.verify_samples")}]}],
         "process_results": _FunctionRef(f"{HELPER_MODULE}.process_results"),

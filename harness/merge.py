@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.metrics import count_samples, sample_shortfall, update_metrics
-from harness.runstore import VOLATILE_KEYS, Run, _first_difference, sample_key
+from harness.runstore import VOLATILE_KEYS, Run, first_difference, sample_key
 
 # Settings that legitimately differ between the shards of one evaluation.
 PER_SHARD = ("shard",)
@@ -26,7 +26,7 @@ def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
     runs = [Run.open(p) for p in paths]
     ref = _comparable(runs[0].info)
     for r in runs[1:]:
-        diff = _first_difference(ref, _comparable(r.info))
+        diff = first_difference(ref, _comparable(r.info))
         if diff is not None:
             raise UserError(f"{r.path}: setting '{diff}' differs from {runs[0].path}; "
                             f"only shards of one evaluation can be merged")

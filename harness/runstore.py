@@ -65,12 +65,13 @@ def sample_key(rec: dict) -> tuple[str, str, int]:
     return (rec["task"], str(rec["problem_id"]), int(rec["sample_index"]))
 
 
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The dotted name of the first setting where `a` and `b` differ (None when they are equal)."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
             if k not in a or k not in b:
                 return f"{prefix}{k}"
-            d = _first_difference(a[k], b[k], f"{prefix}{k}.")
+            d = first_difference(a[k], b[k], f"{prefix}{k}.")
             if d:
                 return d
         return None
@@ -87,11 +88,13 @@ class Run:
     # ---- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, settings: dict, resume: bool = True) -> Run:
+    def create(cls, path: str | Path, settings: dict, resume: bool = True, may_change: tuple[str, ...] = ()) -> Run:
         """Start a run, or resume one whose settings are identical.
 
         settings: model, method, tasks, sampling, seed, ... (anything JSON-serialisable). On resume
-        a setting that differs from the stored one is an error naming that setting.
+        a setting that differs from the stored one is an error naming that setting, except the
+        top-level keys in `may_change` (settings that change no sample, e.g. the label), which take
+        their new values.
         """
         path = Path(path)
         run_file = path / RUN_FILE
@@ -100,11 +103,12 @@ class Run:
             if not resume:
                 raise UserError(f"{path}: a run already exists here (choose another --out, or resume it)")
             info = read_json(run_file, "run settings")
-            stored = {k: v for k, v in info.items() if k not in VOLATILE_KEYS}
-            diff = _first_difference(stored, settings)
+            stored = {k: v for k, v in info.items() if k not in VOLATILE_KEYS and k not in may_change}
+            diff = first_difference(stored, {k: v for k, v in settings.items() if k not in may_change})
             if diff is not None:
                 raise UserError(f"{path}: cannot resume, setting '{diff}' differs from the stored run "
                                 f"(use a new --out for new settings)")
+            info.update({k: settings[k] for k in may_change if k in settings})
             info.setdefault("resumes", []).append(provenance.utc_now())
             info["end_time"] = None
             write_json_atomic(run_file, info)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,6 +39,12 @@ class SamplingParams:
             raise UserError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if any(not st for st in self.stop):
             raise UserError("--stop: a stop string must not be empty (it would cut every completion to '')")
+
+
+    def with_stop(self, extra: Sequence[str]) -> SamplingParams:
+        """These settings with `extra` stop strings after the own ones (a task's, for its template)."""
+        stop = tuple(dict.fromkeys((*self.stop, *extra)))
+        return self if stop == self.stop else replace(self, stop=stop)
 
 
 @dataclass

@@ -182,10 +182,9 @@ class TrainConfig:
         if not self.eval.task_options:
             return {}
         from harness.task_options import FLAG, parse_task_options
-        from tasks import expand
 
         try:
-            return parse_task_options(list(self.eval.task_options), expand(list(self.eval.tasks)))
+            return parse_task_options(list(self.eval.task_options), task_registry.expand(list(self.eval.tasks)))
         except UserError as e:
             msg = str(e).removeprefix(FLAG).lstrip(" :").replace("--tasks", "eval.tasks")
             raise UserError(f"field 'eval.task_options': {msg}") from None

@@ -322,6 +322,7 @@ class VerifierPool:
             deliver(VerifyResult(Verdict(False, 0.0, None, "no_answer"), t_extract, False))
             return
         key = (task_obj.name, problem.id, extracted)
+        deadline_s = self._deadline_for(task_obj, problem)   # outside the lock: a task may read its tests
         with self._lock:
             if self._closing:
                 raise RuntimeError("verifier pool is closed")
@@ -333,7 +334,7 @@ class VerifierPool:
                     self._stats["cache_hits"] += 1
                     job.waiters.append((deliver, t_extract, True))
                     return
-                job = _Job(key, type(task_obj).__module__, problem, extracted, self._deadline_for(task_obj, problem))
+                job = _Job(key, type(task_obj).__module__, problem, extracted, deadline_s)
                 job.waiters.append((deliver, t_extract, False))
                 self._inflight[key] = job
                 self._pending.append(job)

@@ -536,11 +536,16 @@ class LiveCodeBench(Task):
         code = last_code_block(completion)
         return None if code is None else code.strip("\n") + "\n"
 
-    def check_budget_s(self, problem: Problem) -> float:
-        """lcb_runner's own limit for a problem: (per-test timeout + 1) x tests + 5 s."""
+    def check_budget_s(self, problem: Problem) -> float | None:
+        """lcb_runner's own limit for a problem: (per-test timeout + 1) x tests + 5 s (None when its tests
+        cannot be read: `check` reports that)."""
         n = self._n_tests.get(problem.id)
         if n is None:
-            n = self._n_tests[problem.id] = len(_lcb_tests(problem.answer["public"], problem.answer["private"]))
+            try:
+                n = len(_lcb_tests(problem.answer["public"], problem.answer["private"]))
+            except Exception:
+                return None
+            self._n_tests[problem.id] = n
         return (self.test_timeout_s + 1) * n + 5
 
     def check(self, problem: Problem, extracted: str) -> Verdict:
