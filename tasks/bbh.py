@@ -26,7 +26,7 @@ from typing import Any
 from harness.errors import UserError
 from tasks import register
 from tasks.base import HubSource, Problem, Task, Verdict
-from tasks.loading import load_records, local_file, resolve_data_dir
+from tasks.loading import check_hub, load_records, local_file, resolve_data_dir
 from tasks.templates import chatml, with_chat_template
 
 SUBTASKS: tuple[str, ...] = (
@@ -195,6 +195,7 @@ class BBH(Task):
         rows: list[dict] = []
         fingerprints: dict[str, Any] = {}
         try:
+            check_hub()
             import datasets
 
             for subtask in SUBTASKS:
@@ -206,7 +207,8 @@ class BBH(Task):
             root = resolve_data_dir(data_dir)
             where = root / self.local_dir / "test.jsonl" if root else "--data-dir / $RLVR_DATA_DIR (unset)"
             raise UserError(f"task bbh: no local data at {where}, and the hub dataset {self.hub.path} could "
-                            f"not be loaded ({type(e).__name__}); pass --data-dir DIR holding bbh/test.jsonl"
+                            f"not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                            f"pass --data-dir DIR holding bbh/test.jsonl"
                             ) from None
         return rows, {"kind": "hub", "path": self.hub.path, "split": self.hub.split,
                       "revision": self.hub.revision, "configs": list(SUBTASKS), "fingerprints": fingerprints}

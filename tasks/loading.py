@@ -99,7 +99,21 @@ def hub_kwargs(task: Task) -> dict[str, Any]:
     return kwargs
 
 
+def check_hub() -> None:
+    """Raise ConnectionError at once when the hub cannot be reached: `datasets.load_dataset` would retry for
+    about half a minute before failing. With HF_HUB_OFFLINE set, `datasets` reads its local cache instead, so
+    nothing is probed."""
+    from huggingface_hub import constants
+
+    from harness.models import hub_reachable
+
+    if not constants.HF_HUB_OFFLINE and not hub_reachable():
+        raise ConnectionError("the hub is not reachable from here (with HF_HUB_OFFLINE=1, datasets reads its "
+                              "local cache)")
+
+
 def _load_hub(task: Task) -> tuple[list[dict], dict[str, Any]]:
+    check_hub()
     import datasets  # heavy; only when the hub is really used
 
     kwargs = hub_kwargs(task)

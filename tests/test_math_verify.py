@@ -78,6 +78,35 @@ def test_ids_come_from_the_data_not_the_line_number(data_dir):
     assert tasks.get("olympiadbench").load(root)[0].id == "1606"
 
 
+def test_an_unreachable_hub_fails_at_once(monkeypatch, tmp_path):
+    """Without local data or the hub, loading is a one-line error at once (`datasets` alone retries the hub for
+    about half a minute first), for the shared loader and for BBH's one-config-per-subtask loader. With
+    HF_HUB_OFFLINE set, `datasets` is asked (it reads its local cache), and its own error is passed on."""
+    import datasets
+    from huggingface_hub import constants
+
+    from harness import models
+
+    def no_call(**kwargs):
+        raise AssertionError("datasets.load_dataset was called")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setattr(datasets, "load_dataset", no_call)
+    for name in ("aime24", "bbh"):
+        with pytest.raises(UserError, match=rf"task {name}: no local data at .*the hub is not reachable from here"):
+            tasks.get(name).load(tmp_path)
+
+    def not_cached(**kwargs):
+        raise FileNotFoundError("not in the local cache")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets, "load_dataset", not_cached)
+    for name in ("aime24", "bbh"):
+        with pytest.raises(UserError, match="FileNotFoundError: not in the local cache"):
+            tasks.get(name).load(tmp_path)
+
+
 def test_hub_schema_rows():
     verl = {"data_source": "TianHongZXY/AIME2025", "ability": "math", "extra_info": {"index": 7, "split": "test"},
             "prompt": [{"role": "user", "content": "Find x."}],
