@@ -159,6 +159,7 @@ class HFEngine:
         if tokenizer.eos_token_id is not None:
             ids.add(tokenizer.eos_token_id)
         self.eos_ids = sorted(ids)
+        self._stop_token_cache: dict[tuple, Any] = {}
 
     def generate(self, requests, params):
         if not self.merge_prompts:
@@ -211,13 +212,16 @@ class HFEngine:
         with torch.inference_mode():
             dec = self._decoder(prompts, b, t_max)
             logits = dec.first_logits
+            may_stop = self._stop_tokens(params.stop, logits.shape[-1], device) if max_stop else None
             for step in range(t_max):
                 nxt = choose_tokens(logits, table[rows.cpu(), step], params)
                 out[rows, step] = nxt
                 done = torch.isin(nxt, eos)
-                if max_stop:
-                    done |= torch.tensor([self._hit_stop(out[r, :step + 1], params.stop, max_stop)
-                                          for r in rows.tolist()], device=device)
+                if may_stop is not None:
+                    # only rows whose new token can complete a stop string are decoded and searched
+                    for i in may_stop[nxt].nonzero().squeeze(-1).tolist():
+                        if self._hit_stop(out[int(rows[i]), :step + 1], params.stop, max_stop):
+                            done[i] = True
                 if step + 1 == t_max:
                     stopped[rows[done]] = True
                     break
@@ -233,6 +237,40 @@ class HFEngine:
         reasons = stopped.cpu().tolist()
         return [self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
                 for row, st in zip(ids, reasons, strict=True)]
+
+    def _stop_tokens(self, stop: tuple[str, ...], vocab: int, device) -> Any:
+        """A bool per token id ([vocab]): whether appending that token can complete one of `stop`.
+
+        A stop string that first appears when a token is appended ends inside that token's text, so the
+        token's text holds the stop string's last character. The text is read alone and after a plain
+        letter (for tokenizers that write a token's leading space only after other text); a token whose
+        text cannot be told that way (empty, a partial UTF-8 sequence, an id past the tokenizer's
+        vocabulary) is flagged too. Built once per stop tuple, with the fast tokenizer's batch decoder where
+        there is one (its text may keep spaces that `decode`'s clean-up removes: that flags more, never
+        fewer)."""
+        import torch
+
+        key = (stop, vocab, str(device))
+        if key not in self._stop_token_cache:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+
+            def texts(seqs: list[list[int]]) -> list[str]:
+                if backend is not None:
+                    return backend.decode_batch(seqs, skip_special_tokens=True)
+                return [self.tokenizer.decode(x, skip_special_tokens=True) for x in seqs]
+
+            last = {s[-1] for s in stop}
+            known = min(vocab, len(self.tokenizer))
+            letter = encode_prompt(self.tokenizer, "a")[-1]
+            head = texts([[letter]])[0]
+            alone = texts([[i] for i in range(known)])
+            after = texts([[letter, i] for i in range(known)])
+            flags = [True] * vocab
+            for i, (a, c) in enumerate(zip(alone, after, strict=True)):
+                unclear = not a or "\ufffd" in a + c or not c.startswith(head)
+                flags[i] = unclear or any(ch in a or ch in c[len(head):] for ch in last)
+            self._stop_token_cache[key] = torch.tensor(flags, dtype=torch.bool, device=device)
+        return self._stop_token_cache[key]
 
     def _hit_stop(self, ids, stop: tuple[str, ...], max_stop: int) -> bool:
         tail = self.tokenizer.decode(ids[-(max_stop + 8):].tolist(), skip_special_tokens=True)

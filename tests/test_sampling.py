@@ -1,0 +1,65 @@
+"""The hf engine's stop strings: a row ends at the first step whose text holds a stop string, its completion is
+cut before the stop string, and only rows whose new token can complete one are decoded to look."""
+
+import pytest
+import torch
+
+from harness.sampling import HFEngine, SamplingParams, sample_seed
+
+PROMPT = "Question: 2 + 3 = ?"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    from harness.models import load_model
+
+    model, tok = load_model(str(tiny_model), device="cpu")
+    return HFEngine(model, tok)
+
+
+def _text(engine, ids):
+    return engine.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("stop", [("e",), ("\n", "o"), ("th", " a"), ("=", "12", "zz")])
+def test_rows_end_where_a_stop_string_first_appears(engine, stop):
+    seeds = [sample_seed(0, "t", "stop", i) for i in range(48)]
+    got = engine.generate([(PROMPT, seeds)], SamplingParams(temperature=1.0, max_new_tokens=40, stop=stop))[0]
+    stopped = 0
+    for c in got:
+        full = _text(engine, c.token_ids)
+        if c.finish_reason == "stop" and c.token_ids[-1] not in engine.eos_ids:
+            stopped += 1
+            assert any(s in full for s in stop)                                  # the last token completed it
+            assert not any(s in _text(engine, c.token_ids[:-1]) for s in stop)   # ... and no earlier one did
+            cut = min(i for i in (full.find(s) for s in stop) if i >= 0)
+            assert c.text == full[:cut]
+        else:
+            assert not any(s in full for s in stop)
+            assert c.text == full
+    assert stopped >= 5                     # the random model writes these strings often: the case is exercised
+
+
+@pytest.mark.parametrize("stop", [("e",), ("\n\n",), ("th", " a"), ("=", "12", "zz")])
+def test_looking_only_at_flagged_tokens_changes_no_completion(engine, stop, monkeypatch):
+    """The token filter is exact: decoding every live row at every step gives the same completions."""
+    seeds = [sample_seed(0, "t", "filter", i) for i in range(48)]
+    params = SamplingParams(temperature=1.0, max_new_tokens=40, stop=stop)
+    fast = engine.generate([(PROMPT, seeds)], params)[0]
+    monkeypatch.setattr(HFEngine, "_stop_tokens",
+                        lambda self, stop, vocab, device: torch.ones(vocab, dtype=torch.bool, device=device))
+    every_row = engine.generate([(PROMPT, seeds)], params)[0]
+    assert [(c.token_ids, c.text, c.finish_reason) for c in fast] == \
+           [(c.token_ids, c.text, c.finish_reason) for c in every_row]
+
+
+def test_flagged_tokens_are_those_that_can_end_a_stop_string(engine):
+    vocab = engine.model.get_output_embeddings().weight.shape[0]
+    flags = engine._stop_tokens(("\n\n", "ab"), vocab, "cpu")
+    tok = engine.tokenizer
+    for i in range(vocab):
+        text = tok.decode([i], skip_special_tokens=True) if i < len(tok) else ""
+        if "\n" in text or "b" in text or not text or "\ufffd" in text:
+            assert flags[i], (i, text)
+    assert not flags[tok("a", add_special_tokens=False)["input_ids"][-1]]
+    assert int(flags.sum()) < vocab // 2    # a real filter: most tokens are never decoded to look
