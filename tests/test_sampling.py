@@ -63,3 +63,43 @@ def test_flagged_tokens_are_those_that_can_end_a_stop_string(engine):
             assert flags[i], (i, text)
     assert not flags[tok("a", add_special_tokens=False)["input_ids"][-1]]
     assert int(flags.sum()) < vocab // 2    # a real filter: most tokens are never decoded to look
+
+
+def _metaspace_engine():
+    """A random Llama model over a SentencePiece-style tokenizer (Metaspace: a word's leading space is part of
+    its token and is dropped when the token starts the text), the case the letter-before reading is for."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    words = "the cat sat on a mat and ate an apple then the end of it was near at hand".split()
+    corpus = [" ".join(words[i:] + words[:i]) + "\n" for i in range(len(words))] + ["x = 12\ny = 3\n"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "</s>"],
+                                                        show_progress=False))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>",
+                                                pad_token="</s>")
+    cfg = transformers.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                   eos_token_id=fast.eos_token_id)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    return HFEngine(model, fast)
+
+
+def test_stop_filter_is_exact_for_a_sentencepiece_style_tokenizer(monkeypatch):
+    engine = _metaspace_engine()
+    assert engine.tokenizer.decode([engine.tokenizer.convert_tokens_to_ids("▁cat")]) == "cat"   # no space alone
+    seeds = [sample_seed(0, "t", "metaspace", i) for i in range(48)]
+    runs = {}
+    for every_row in (False, True):
+        if every_row:
+            monkeypatch.setattr(HFEngine, "_stop_tokens",
+                                lambda self, stop, vocab, device: torch.ones(vocab, dtype=torch.bool, device=device))
+        for stop in (("t ",), (" a",), ("e c", "\n"), ("at",)):     # stops that end in a space need the context
+            got = engine.generate([("the cat", seeds)], SamplingParams(temperature=1.0, max_new_tokens=30, stop=stop))
+            runs[every_row, stop] = [(c.token_ids, c.text, c.finish_reason) for c in got[0]]
+    for stop in (("t ",), (" a",), ("e c", "\n"), ("at",)):
+        assert runs[False, stop] == runs[True, stop], stop
+        assert sum(1 for _, text, reason in runs[False, stop] if reason == "stop") >= 5, stop
