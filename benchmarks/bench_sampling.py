@@ -1,14 +1,21 @@
 """Samples/s of our `hf` engine against naive `model.generate` loops, measured in one run.
 
-    python benchmarks/bench_sampling.py [--problems 4] [--n 64] [--max-new-tokens 48] [--big-n 1024]
+    python benchmarks/bench_sampling.py [--grid 4x64,1x1024] [--chunks 64,256] [--max-new-tokens 64]
+                                        [--repeats 3] [--big-n 1024]
 
-Our engine runs twice: with its default decode path (shared-prefix "cascade" attention where the
-architecture allows, harness/cascade.py) and forced onto transformers' forward (`cascade=False`).
-Baselines, on the same model, prompts and sampling settings:
-  naive-per-sample   one `model.generate` call per sample (what a first script does)
-  naive-per-problem  one `model.generate(num_return_sequences=n)` call per problem
-Each fast variant runs once untimed, then --repeats times, interleaved; a ratio is the median over rounds
-of the paired per-round ratios (this is a noisy shared machine).
+Each grid entry PxN draws N samples for each of P problems (AIME 2024 prompts, the same model and sampling
+settings for every variant). Variants:
+  hf-engine/chunkC         our engine as `rlvr eval --chunk C` runs it: batches of C samples of one problem,
+                           shared-prefix "cascade" decoding where the architecture allows (harness/cascade.py)
+  hf-engine-transformers   the same with the first chunk size, forced onto transformers' forward
+  naive-per-problem        one `model.generate(num_return_sequences=N)` call per problem
+  naive-per-problem/C      calls of `num_return_sequences=C` (the first chunk size) until N, for N > C: what
+                           a user does whose N samples do not fit one call
+  naive-per-sample         one `model.generate` call per sample (what a first script does); only for
+                           N <= --per-sample-max, one round
+A grid entry runs --repeats interleaved rounds (a slow spell of this shared machine hits every variant alike);
+before them, one untimed round of the hf variants (and, in the first entry, of every variant) warms the
+allocator and BLAS. A ratio is the median over rounds of the paired per-round ratios baseline / ours.
 Then `rlvr eval` itself draws n = --big-n samples for one problem (bounded memory, chunks of 64).
 Prints the ratios; absolute times only mean something on the machine that printed them.
 """
@@ -22,20 +29,47 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _grid(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in text.split(","):
+        try:
+            p, n = (int(x) for x in item.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--grid: {item!r} is not PROBLEMSxSAMPLES (e.g. 4x64)") from None
+        if p < 1 or n < 1:
+            raise argparse.ArgumentTypeError(f"--grid: {item!r} needs at least one problem and one sample")
+        out.append((p, n))
+    return out
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--chunks: {text!r} is not a comma-separated list of integers") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError("--chunks: chunk sizes must be >= 1")
+    return vals
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model directory (default: a tiny model built with init_model)")
-    ap.add_argument("--problems", type=int, default=4)
-    ap.add_argument("--n", type=int, default=64, help="samples per problem for the timed comparison")
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--big-n", type=int, default=1024, help="samples for the one-problem n=1024 run (0: skip)")
-    ap.add_argument("--repeats", type=int, default=5,
-                    help="timed runs of each fast variant, interleaved; the median counts (naive-per-sample: 1)")
+    ap.add_argument("--grid", type=_grid, default=_grid("4x64,1x1024"),
+                    help="comparisons to run, PROBLEMSxSAMPLES each (default 4x64,1x1024)")
+    ap.add_argument("--chunks", type=_ints, default=[64, 256],
+                    help="our engine's batch sizes (rlvr eval --chunk); ratios are taken against each")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3, help="timed interleaved rounds per grid entry")
+    ap.add_argument("--per-sample-max", type=int, default=64,
+                    help="run naive-per-sample only where N is at most this (it is slow)")
+    ap.add_argument("--big-n", type=int, default=1024, help="samples for the one-problem rlvr eval run (0: skip)")
     ap.add_argument("--data-dir", default=os.environ.get("RLVR_DATA_DIR"))
     ap.add_argument("--json", help="also write the measurements here")
     a = ap.parse_args()
@@ -52,75 +86,96 @@ def main() -> int:
     model_path = a.model or str(init_model(tmp / "tiny"))
     model, tok = load_model(model_path)
     task = tasks.get("aime24")
-    problems = task.load(a.data_dir)[: a.problems]
-    prompts = [task.prompt(p, "qwen_boxed", tok) for p in problems]
+    all_problems = task.load(a.data_dir)
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=a.max_new_tokens)
     engine = HFEngine(model, tok)
     plain = HFEngine(model, tok, cascade=False)
+    first_chunk = a.chunks[0]
 
-    def ours(engine=engine) -> int:
+    def ours(problems, prompts, n, chunk, eng=engine) -> int:
         toks = 0
         for p, prompt in zip(problems, prompts, strict=True):
-            seeds = [sample_seed(0, task.name, p.id, i) for i in range(a.n)]
-            for start in range(0, a.n, 64):
-                toks += sum(c.tokens for c in engine.generate([(prompt, seeds[start:start + 64])], params)[0])
+            seeds = [sample_seed(0, task.name, p.id, i) for i in range(n)]
+            for start in range(0, n, chunk):
+                toks += sum(c.tokens for c in eng.generate([(prompt, seeds[start:start + chunk])], params)[0])
         return toks
 
-    def naive_per_problem() -> int:
+    def naive_per_problem(prompts, n, per_call) -> int:
         toks = 0
         for prompt in prompts:
             ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            with torch.inference_mode():
-                out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=a.max_new_tokens,
-                                     num_return_sequences=a.n, pad_token_id=tok.pad_token_id)
-            toks += int((out[:, ids.shape[1]:] != tok.pad_token_id).sum())
+            for start in range(0, n, per_call):
+                with torch.inference_mode():
+                    out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0,
+                                         max_new_tokens=a.max_new_tokens, num_return_sequences=min(per_call, n - start),
+                                         pad_token_id=tok.pad_token_id)
+                toks += int((out[:, ids.shape[1]:] != tok.pad_token_id).sum())
         return toks
 
-    def naive_per_sample() -> int:
+    def naive_per_sample(prompts, n) -> int:
         toks = 0
         for prompt in prompts:
             ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            for _ in range(a.n):
+            for _ in range(n):
                 with torch.inference_mode():
                     out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0,
                                          max_new_tokens=a.max_new_tokens, pad_token_id=tok.pad_token_id)
                 toks += out.shape[1] - ids.shape[1]
         return toks
 
-    results = {}
-    samples = a.problems * a.n
-    variants = [("hf-engine", ours), ("hf-engine-transformers", lambda: ours(plain)),
-                ("naive-per-problem", naive_per_problem), ("naive-per-sample", naive_per_sample)]
-    times: dict[str, list[float]] = {name: [] for name, _ in variants}
-    tokens: dict[str, int] = {}
-    # one untimed pass of each fast variant first (allocator and BLAS warm-up), then interleaved rounds so
-    # that a slow spell of a shared machine hits every variant alike
-    for rnd in range(a.repeats + 1):
-        for name, fn in variants:
-            if name == "naive-per-sample" and rnd != 1:
-                continue
-            t0 = time.perf_counter()
-            toks = fn()
-            if rnd:
-                times[name].append(time.perf_counter() - t0)
-                tokens[name] = toks
-    for name, _ in variants:
-        dt = statistics.median(times[name])
-        toks = tokens[name]
-        results[name] = {"seconds": dt, "runs": times[name], "samples_per_s": samples / dt, "tokens_per_s": toks / dt}
-        print(f"{name:<22} {samples} samples, {toks} tokens in {dt:7.2f} s (median of {len(times[name])}): "
-              f"{samples / dt:8.1f} samples/s, {toks / dt:9.1f} tokens/s", flush=True)
-    print(f"hf engine decode path: {engine.decode_path}")
-    ours_t = times["hf-engine"]
-    for name in ("hf-engine-transformers", "naive-per-problem", "naive-per-sample"):
-        # paired by round (the same slow or fast spell hits both), median over rounds; the one naive-per-sample
-        # run (round 1) is paired with round 1 of the hf engine
-        ratios = [t / o for t, o in zip(times[name], ours_t, strict=False)]
-        ratio = statistics.median(ratios)
-        results[f"ratio_vs_{name}"] = ratio
-        results[f"ratios_vs_{name}"] = ratios
-        print(f"speed-up of the hf engine over {name}: {ratio:.1f}x "
-              f"(per round: {', '.join(f'{r:.1f}' for r in ratios)})")
+    results: dict = {"grid": {}}
+    print(f"hf engine decode path: {engine.decode_path}; {a.max_new_tokens} new tokens at most; "
+          f"{a.repeats} timed rounds per grid entry")
+    for entry, (n_problems, n) in enumerate(a.grid):
+        problems = all_problems[:n_problems]
+        prompts = [task.prompt(p, "qwen_boxed", tok) for p in problems]
+        chunks = list(dict.fromkeys(min(c, n) for c in a.chunks))
+        ours_names = [f"hf-engine/chunk{c}" for c in chunks]
+        # (name, work, cheap): the cheap ones (ours) get a warm-up round in every entry
+        variants = [(name, partial(ours, problems, prompts, n, c), True) for name, c in zip(ours_names, chunks,
+                                                                                          strict=True)]
+        variants.append(("hf-engine-transformers", partial(ours, problems, prompts, n, chunks[0], plain), True))
+        variants.append(("naive-per-problem", partial(naive_per_problem, prompts, n, n), False))
+        if n > first_chunk:
+            variants.append((f"naive-per-problem/{first_chunk}", partial(naive_per_problem, prompts, n, first_chunk),
+                             False))
+        if n <= a.per_sample_max:
+            variants.append(("naive-per-sample", partial(naive_per_sample, prompts, n), False))
+        times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        tokens: dict[str, int] = {}
+        for rnd in range(a.repeats + 1):
+            for name, fn, cheap in variants:
+                if rnd == 0 and not (cheap or entry == 0):
+                    continue        # warm-up: the hf variants always, every variant in the first entry
+                if name == "naive-per-sample" and rnd != 1:
+                    continue        # one timed run, no warm-up
+                t0 = time.perf_counter()
+                toks = fn()
+                if rnd:
+                    times[name].append(time.perf_counter() - t0)
+                    tokens[name] = toks
+        label = f"{n_problems}x{n}"
+        samples = n_problems * n
+        print(f"\n{label}: {n_problems} problem(s) x {n} samples")
+        block: dict = {"problems": n_problems, "n": n, "variants": {}, "ratios": {}}
+        for name, _, _ in variants:
+            dt = statistics.median(times[name])
+            toks = tokens[name]
+            block["variants"][name] = {"seconds": dt, "runs": times[name], "samples_per_s": samples / dt,
+                                       "tokens_per_s": toks / dt, "tokens": toks}
+            print(f"  {name:<28} {samples} samples, {toks} tokens in {dt:7.2f} s (median of {len(times[name])}): "
+                  f"{samples / dt:8.1f} samples/s")
+        for mine in ours_names:
+            for name, _, _ in variants:
+                if name in ours_names or (name == "hf-engine-transformers" and mine != ours_names[0]):
+                    continue        # the transformers path runs at the first chunk size only
+                # paired by round (the same slow or fast spell hits both), median over rounds; the one
+                # naive-per-sample run (round 1) is paired with round 1 of ours
+                ratios = [t / o for t, o in zip(times[name], times[mine], strict=False)]
+                block["ratios"][f"{name} / {mine}"] = {"median": statistics.median(ratios), "rounds": ratios}
+                print(f"  speed-up of {mine} over {name}: {statistics.median(ratios):.1f}x "
+                      f"(per round: {', '.join(f'{r:.1f}' for r in ratios)})")
+        results["grid"][label] = block
 
     if a.big_n:
         cfg = EvalConfig(model=model_path, tasks=["aime24"], out=str(tmp / "big"), n=a.big_n, sampling=params,
@@ -130,11 +185,12 @@ def main() -> int:
         dt = time.perf_counter() - t0
         n_samples = sum(1 for _ in run.iter_samples())
         results["big_n"] = {"n": a.big_n, "decode": engine.decode_path, "samples": n_samples, "seconds": dt}
-        print(f"rlvr eval, one problem, n={a.big_n}: {n_samples} samples verified and stored in {dt:.1f} s "
+        print(f"\nrlvr eval, one problem, n={a.big_n}: {n_samples} samples verified and stored in {dt:.1f} s "
               f"({n_samples / dt:.1f} samples/s)")
 
     if a.json:
-        Path(a.json).write_text(json.dumps({"date": utc_now(), "settings": vars(a), "results": results,
+        settings = {k: v for k, v in vars(a).items() if k != "grid"} | {"grid": [f"{p}x{n}" for p, n in a.grid]}
+        Path(a.json).write_text(json.dumps({"date": utc_now(), "settings": settings, "results": results,
                                             "provenance": collect()}, indent=2) + "\n")
     return 0
 
