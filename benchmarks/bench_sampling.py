@@ -4,7 +4,7 @@
                                         [--repeats 3] [--big-n 1024]
 
 Each grid entry PxN draws N samples for each of P problems (AIME 2024 prompts, the same model and sampling
-settings for every variant). Variants:
+settings for every variant: temperature 1, no top-p or top-k cut). Variants:
   hf-engine/chunkC         our engine as `rlvr eval --chunk C` runs it: batches of C samples of one problem,
                            shared-prefix "cascade" decoding where the architecture allows (harness/cascade.py)
   hf-engine-transformers   the same with the first chunk size, forced onto transformers' forward
@@ -82,6 +82,7 @@ def main() -> int:
     from harness.provenance import collect, utc_now
     from harness.sampling import HFEngine, SamplingParams, sample_seed
 
+    provenance = collect()          # of the code that runs (taken before it runs)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sampling-"))
     model_path = a.model or str(init_model(tmp / "tiny"))
     model, tok = load_model(model_path)
@@ -106,7 +107,7 @@ def main() -> int:
             ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
             for start in range(0, n, per_call):
                 with torch.inference_mode():
-                    out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0,
+                    out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                                          max_new_tokens=a.max_new_tokens, num_return_sequences=min(per_call, n - start),
                                          pad_token_id=tok.pad_token_id)
                 toks += int((out[:, ids.shape[1]:] != tok.pad_token_id).sum())
@@ -118,7 +119,7 @@ def main() -> int:
             ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
             for _ in range(n):
                 with torch.inference_mode():
-                    out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0,
+                    out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                                          max_new_tokens=a.max_new_tokens, pad_token_id=tok.pad_token_id)
                 toks += out.shape[1] - ids.shape[1]
         return toks
@@ -191,7 +192,7 @@ def main() -> int:
     if a.json:
         settings = {k: v for k, v in vars(a).items() if k != "grid"} | {"grid": [f"{p}x{n}" for p, n in a.grid]}
         Path(a.json).write_text(json.dumps({"date": utc_now(), "settings": settings, "results": results,
-                                            "provenance": collect()}, indent=2) + "\n")
+                                            "provenance": provenance}, indent=2) + "\n")
     return 0
 
 
