@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,7 +154,8 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
 
     if constants.HF_HUB_OFFLINE:
         return False
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+    proxies = urllib.request.getproxies()       # the environment's, and the system's on macOS and Windows
+    if proxies.get("https") or proxies.get("all"):
         return True
     url = urlsplit(constants.ENDPOINT)
     try:

@@ -245,35 +245,43 @@ class HFEngine:
         token's text holds the stop string's last character. The text is read alone and after a plain
         letter (for tokenizers that write a token's leading space only after other text); a token whose
         text cannot be told that way (empty, a partial UTF-8 sequence, an id past the tokenizer's
-        vocabulary) is flagged too. Built once per stop tuple, with the fast tokenizer's batch decoder where
-        there is one (its text may keep spaces that `decode`'s clean-up removes: that flags more, never
-        fewer)."""
+        vocabulary) is flagged too. Every token is flagged (every row is searched, as without this table)
+        when the letter cannot serve (unknown or special) or when the tokenizer's `decode` cleans up
+        spaces (`clean_up_tokenization_spaces`): its clean-up joins " ' t" into "'t", so the token that
+        completes a stop string need not hold its last character. Built once per stop tuple, with the fast
+        tokenizer's batch decoder where there is one."""
         import torch
 
         key = (stop, vocab, str(device))
         if key not in self._stop_token_cache:
-            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            tok = self.tokenizer
+            backend = getattr(tok, "backend_tokenizer", None)
 
             def texts(seqs: list[list[int]]) -> list[str]:
                 if backend is not None:
                     return backend.decode_batch(seqs, skip_special_tokens=True)
-                return [self.tokenizer.decode(x, skip_special_tokens=True) for x in seqs]
+                return [tok.decode(x, skip_special_tokens=True) for x in seqs]
 
-            last = {s[-1] for s in stop}
-            known = min(vocab, len(self.tokenizer))
-            letter = encode_prompt(self.tokenizer, "a")[-1]
-            head = texts([[letter]])[0]
-            alone = texts([[i] for i in range(known)])
-            after = texts([[letter, i] for i in range(known)])
             flags = [True] * vocab
-            for i, (a, c) in enumerate(zip(alone, after, strict=True)):
-                unclear = not a or "\ufffd" in a + c or not c.startswith(head)
-                flags[i] = unclear or any(ch in a or ch in c[len(head):] for ch in last)
+            letter = (tok("a", add_special_tokens=False)["input_ids"] or [None])[-1]
+            head = texts([[letter]])[0] if letter is not None else ""
+            usable = (head and letter not in set(tok.all_special_ids) and letter != tok.unk_token_id
+                      and not getattr(tok, "clean_up_tokenization_spaces", False))
+            if usable:
+                last = {s[-1] for s in stop}
+                known = min(vocab, len(tok))
+                alone = texts([[i] for i in range(known)])
+                after = texts([[letter, i] for i in range(known)])
+                for i, (a, c) in enumerate(zip(alone, after, strict=True)):
+                    unclear = not a or "\ufffd" in a + c or not c.startswith(head)
+                    flags[i] = unclear or any(ch in a or ch in c[len(head):] for ch in last)
             self._stop_token_cache[key] = torch.tensor(flags, dtype=torch.bool, device=device)
         return self._stop_token_cache[key]
 
     def _hit_stop(self, ids, stop: tuple[str, ...], max_stop: int) -> bool:
-        tail = self.tokenizer.decode(ids[-(max_stop + 8):].tolist(), skip_special_tokens=True)
+        # the text of the last tokens: enough for the longest stop string even where a character takes four
+        # byte tokens (byte-level and byte-fallback vocabularies)
+        tail = self.tokenizer.decode(ids[-(4 * max_stop + 8):].tolist(), skip_special_tokens=True)
         return any(s in tail for s in stop)
 
     def _finish(self, ids: list[int], reason: str, stop: tuple[str, ...]) -> Completion:

@@ -26,7 +26,7 @@ from typing import Any
 from harness.errors import UserError
 from tasks import register
 from tasks.base import HubSource, Problem, Task, Verdict
-from tasks.loading import check_hub, load_records, local_file, resolve_data_dir
+from tasks.loading import hub_or_local_cache, load_records, local_file, resolve_data_dir
 from tasks.templates import chatml, with_chat_template
 
 SUBTASKS: tuple[str, ...] = (
@@ -195,11 +195,11 @@ class BBH(Task):
         rows: list[dict] = []
         fingerprints: dict[str, Any] = {}
         try:
-            check_hub()
             import datasets
 
             for subtask in SUBTASKS:
-                ds = datasets.load_dataset(**self.hub_kwargs_for(subtask))
+                with hub_or_local_cache():
+                    ds = datasets.load_dataset(**self.hub_kwargs_for(subtask))
                 fingerprints[subtask] = getattr(ds, "_fingerprint", None)
                 rows += [{"id": f"{subtask}-{i}", "task": subtask, "index": i, "input": r["input"],
                           "target": r["target"]} for i, r in enumerate(ds)]

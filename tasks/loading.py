@@ -7,6 +7,7 @@ files are never committed to this repository.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -99,25 +100,37 @@ def hub_kwargs(task: Task) -> dict[str, Any]:
     return kwargs
 
 
-def check_hub() -> None:
-    """Raise ConnectionError at once when the hub cannot be reached: `datasets.load_dataset` would retry for
-    about half a minute before failing. With HF_HUB_OFFLINE set, `datasets` reads its local cache instead, so
-    nothing is probed."""
+@contextlib.contextmanager
+def hub_or_local_cache():
+    """Around `datasets.load_dataset`. When the hub cannot be reached and `datasets` is not offline already
+    (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE), the call runs in offline mode: `datasets` reads its local cache at
+    once, where it would retry the hub for about half a minute first, and a dataset the cache lacks fails at
+    once, saying so."""
+    import datasets
     from huggingface_hub import constants
 
     from harness.models import hub_reachable
 
-    if not constants.HF_HUB_OFFLINE and not hub_reachable():
-        raise ConnectionError("the hub is not reachable from here (with HF_HUB_OFFLINE=1, datasets reads its "
-                              "local cache)")
+    if datasets.config.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    except Exception as e:
+        raise ConnectionError(f"the hub is not reachable from here, and datasets' local cache does not hold it "
+                              f"({type(e).__name__})") from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
 
 def _load_hub(task: Task) -> tuple[list[dict], dict[str, Any]]:
-    check_hub()
     import datasets  # heavy; only when the hub is really used
 
     kwargs = hub_kwargs(task)
-    ds = datasets.load_dataset(**kwargs)
+    with hub_or_local_cache():
+        ds = datasets.load_dataset(**kwargs)
     rows = [dict(r) for r in ds]
     fingerprint = getattr(ds, "_fingerprint", None)
     return rows, {"kind": "hub", **{k: v for k, v in kwargs.items()}, "fingerprint": fingerprint}

@@ -78,33 +78,48 @@ def test_ids_come_from_the_data_not_the_line_number(data_dir):
     assert tasks.get("olympiadbench").load(root)[0].id == "1606"
 
 
-def test_an_unreachable_hub_fails_at_once(monkeypatch, tmp_path):
-    """Without local data or the hub, loading is a one-line error at once (`datasets` alone retries the hub for
-    about half a minute first), for the shared loader and for BBH's one-config-per-subtask loader. With
-    HF_HUB_OFFLINE set, `datasets` is asked (it reads its local cache), and its own error is passed on."""
+def test_an_unreachable_hub_reads_datasets_local_cache_at_once(monkeypatch, tmp_path):
+    """Without local data or the hub, `datasets` runs offline for the call: it reads its local cache at once
+    (alone it retries the hub for about half a minute first), and a dataset the cache lacks is a one-line error
+    that says so. The same for the shared loader and BBH's one-config-per-subtask loader; `datasets` already
+    offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE) is not probed."""
     import datasets
     from huggingface_hub import constants
 
     from harness import models
 
-    def no_call(**kwargs):
-        raise AssertionError("datasets.load_dataset was called")
+    rows = [{"id": 60, "problem": "Find x.", "answer": "70", "input": "Is 1 < 2?", "target": "True"}]
+    seen = []
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)
-    monkeypatch.setattr(datasets, "load_dataset", no_call)
-    for name in ("aime24", "bbh"):
-        with pytest.raises(UserError, match=rf"task {name}: no local data at .*the hub is not reachable from here"):
-            tasks.get(name).load(tmp_path)
+    def cached(**kwargs):
+        seen.append((datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE))
+        return rows
 
     def not_cached(**kwargs):
-        raise FileNotFoundError("not in the local cache")
+        seen.append((datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE))
+        raise FileNotFoundError("offline, and not in the cache")
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets, "load_dataset", not_cached)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)
     for name in ("aime24", "bbh"):
-        with pytest.raises(UserError, match="FileNotFoundError: not in the local cache"):
+        seen.clear()
+        monkeypatch.setattr(datasets, "load_dataset", cached)
+        assert tasks.get(name).load(tmp_path)[0].answer in ("70", "True")
+        monkeypatch.setattr(datasets, "load_dataset", not_cached)
+        with pytest.raises(UserError, match=rf"task {name}: no local data at .*the hub is not reachable from here, "
+                                            r"and datasets' local cache does not hold it \(FileNotFoundError\)"):
             tasks.get(name).load(tmp_path)
+        assert set(seen) == {(True, True)}                    # offline during the calls ...
+        assert (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == (False, False)   # ... and only then
+
+    def no_probe(timeout_s=3.0):
+        raise AssertionError("probed the hub")
+
+    monkeypatch.setattr(models, "hub_reachable", no_probe)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)      # what HF_DATASETS_OFFLINE=1 sets
+    monkeypatch.setattr(datasets, "load_dataset", cached)
+    assert tasks.get("aime24").load(tmp_path)[0].answer == "70"
 
 
 def test_hub_schema_rows():

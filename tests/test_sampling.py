@@ -103,3 +103,52 @@ def test_stop_filter_is_exact_for_a_sentencepiece_style_tokenizer(monkeypatch):
     for stop in (("t ",), (" a",), ("e c", "\n"), ("at",)):
         assert runs[False, stop] == runs[True, stop], stop
         assert sum(1 for _, text, reason in runs[False, stop] if reason == "stop") >= 5, stop
+
+
+def _wordpiece_engine(words, clean_up: bool):
+    """A random Llama model over a BERT-style WordPiece tokenizer from a fixed word list."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(["[UNK]", "[SEP]", "[PAD]", *words])},
+                                     unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[SEP]",
+                                                pad_token="[PAD]", clean_up_tokenization_spaces=clean_up)
+    cfg = transformers.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                   eos_token_id=fast.eos_token_id)
+    torch.manual_seed(0)
+    return HFEngine(transformers.LlamaForCausalLM(cfg).eval(), fast)
+
+
+def _scripted(engine, monkeypatch, tokens, stop):
+    """The completion when the sampler emits exactly `tokens` (one row)."""
+    import harness.sampling
+
+    ids = engine.tokenizer.convert_tokens_to_ids(tokens)
+    steps = iter(ids)
+    monkeypatch.setattr(harness.sampling, "choose_tokens",
+                        lambda logits, uniforms, params: torch.full((logits.shape[0],), next(steps)))
+    c = engine.generate([("x", [1])], SamplingParams(max_new_tokens=len(ids), stop=stop))[0][0]
+    return c.token_ids == ids[:len(c.token_ids)], len(c.token_ids), c.finish_reason
+
+
+@pytest.mark.parametrize("stop,tokens,ends_at", [(("n'",), ["do", "don", "'", "t", "the", "cat"], 4),
+                                                 (("I'",), ["the", "I", "'", "m", "on", "the"], 4)])
+def test_a_tokenizer_that_cleans_up_spaces_is_searched_at_every_token(monkeypatch, stop, tokens, ends_at):
+    """transformers' clean-up joins "don ' t" into "don't" only once "t" arrives, and "t" does not hold the
+    stop string's last character: such tokenizers get no filter (every row is searched, as before it)."""
+    words = ["do", "don", "'", "t", "the", "cat", "I", "m", "on", "a"]
+    engine = _wordpiece_engine(words, clean_up=True)
+    assert engine.tokenizer.decode(engine.tokenizer.convert_tokens_to_ids(["don", "'", "t"])) == "don't"
+    assert bool(engine._stop_tokens(stop, len(engine.tokenizer), "cpu").all())
+    assert _scripted(engine, monkeypatch, tokens, stop) == (True, ends_at, "stop")
+
+
+def test_a_tokenizer_without_a_plain_letter_is_searched_at_every_token():
+    """The after-a-letter reading needs a letter that is an ordinary token; "a" as [UNK] cannot serve."""
+    engine = _wordpiece_engine(["x", "the", "cat"], clean_up=False)
+    assert engine.tokenizer.tokenize("a") == ["[UNK]"]
+    assert bool(engine._stop_tokens(("x ",), len(engine.tokenizer), "cpu").all())
