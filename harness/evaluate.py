@@ -224,6 +224,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         prompts.update({(name, p.id): r for p, r in zip(problems, rendered, strict=True)})
         task_info[name]["prompt_sha256"] = sha256_text("\x1e".join(rendered))
     settings["engine"], settings["decode"] = engine.name, getattr(engine, "decode_path", None)
+    _note_context_overrun(engine, tokenizer, loaded, prompts, cfg.sampling.max_new_tokens)
     if stored is not None:   # the label names the run and changes no sample: a resume may set a new one
         if cfg.label is None:
             settings["label"] = stored.get("label")
@@ -254,6 +255,22 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
 
         print(table([str(run.path)], ks=sorted({1, cfg.n})))
     return run
+
+
+def _note_context_overrun(engine, tokenizer, loaded, prompts, max_new_tokens: int) -> None:
+    """A note per task whose longest prompt plus --max-new-tokens passes the model's positions
+    (max_position_embeddings): the hf engine decodes on past them, out of the context the model was trained on."""
+    limit = getattr(getattr(getattr(engine, "model", None), "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int) or tokenizer is None:
+        return
+    from harness.sampling import encode_prompt
+
+    for name, (_, problems, _) in loaded.items():
+        longest = max((len(encode_prompt(tokenizer, prompts[(name, p.id)])) for p in problems), default=0)
+        if longest + max_new_tokens > limit:
+            print(f"rlvr: note: {name}: prompts of up to {longest} tokens plus --max-new-tokens {max_new_tokens} "
+                  f"pass the model's {limit} positions (max_position_embeddings); tokens past them are sampled out "
+                  f"of the context the model was trained on", file=sys.stderr)
 
 
 def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=None) -> None:

@@ -195,6 +195,19 @@ def test_resume_may_change_the_label_but_not_the_chunk(tiny_model, data_dir, tmp
     assert json.loads((out / "run.json").read_text())["label"] == "second"
 
 
+def test_a_note_when_prompts_and_new_tokens_pass_the_models_positions(tiny_model, data_dir, tmp_path, capsys):
+    from harness.models import TinyModelSpec, init_model
+
+    short = init_model(tmp_path / "short", TinyModelSpec(hidden_size=32, num_layers=1, max_position_embeddings=64))
+    small = ["--limit", "1", "--n", "2", "--max-new-tokens", "4"]
+    assert cli.main(eval_argv(short, tmp_path / "a", data_dir, *small)) == 0
+    err = capsys.readouterr().err
+    for task in ("aime24", "bbh"):     # AIME and BBH 3-shot prompts are longer than 64 tokens
+        assert f"rlvr: note: {task}: prompts of up to " in err and "pass the model's 64 positions" in err
+    assert cli.main(eval_argv(tiny_model, tmp_path / "b", data_dir, *small)) == 0    # 4,096 positions
+    assert "positions" not in capsys.readouterr().err
+
+
 def test_tasks_lists_the_generated_micro_tasks_with_their_size(data_dir, capsys):
     assert cli.main(["tasks", "--data-dir", str(data_dir)]) == 0
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
