@@ -223,7 +223,9 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR, then the hub)")
     p.add_argument("--shard", default="0/1", help="evaluate shard i of N of the problems (default: 0/1)")
     p.add_argument("--limit", type=int, help="only the first L problems of each task")
-    p.add_argument("--chunk", type=int, default=64, help="samples of one problem per batch (default: 64)")
+    p.add_argument("--chunk", type=int, default=64,
+                   help="samples of one problem per batch (default: 64). The same chunk gives the same samples, so a "
+                        "resume keeps it; larger is faster and holds more KV memory (benchmarks/bench_sampling.py)")
     p.add_argument("--workers", type=int, help="verifier processes (default: all CPUs)")
     p.add_argument("--deadline", type=float, default=10.0, help="seconds per verification (default: 10); code tasks get at least their own test time limits")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
