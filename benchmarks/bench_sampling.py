@@ -113,17 +113,6 @@ def main() -> int:
                 toks += int((out[:, ids.shape[1]:] != tok.pad_token_id).sum())
         return toks
 
-    def naive_per_sample(prompts, n) -> int:
-        toks = 0
-        for prompt in prompts:
-            ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            for _ in range(n):
-                with torch.inference_mode():
-                    out = model.generate(ids, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                                         max_new_tokens=a.max_new_tokens, pad_token_id=tok.pad_token_id)
-                toks += out.shape[1] - ids.shape[1]
-        return toks
-
     results: dict = {"grid": {}}
     print(f"hf engine decode path: {engine.decode_path}; {a.max_new_tokens} new tokens at most; "
           f"{a.repeats} timed rounds per grid entry")
@@ -141,7 +130,7 @@ def main() -> int:
             variants.append((f"naive-per-problem/{first_chunk}", partial(naive_per_problem, prompts, n, first_chunk),
                              False))
         if n <= a.per_sample_max:
-            variants.append(("naive-per-sample", partial(naive_per_sample, prompts, n), False))
+            variants.append(("naive-per-sample", partial(naive_per_problem, prompts, n, 1), False))
         times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         tokens: dict[str, int] = {}
         for rnd in range(a.repeats + 1):

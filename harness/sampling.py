@@ -40,7 +40,6 @@ class SamplingParams:
         if any(not st for st in self.stop):
             raise UserError("--stop: a stop string must not be empty (it would cut every completion to '')")
 
-
     def with_stop(self, extra: Sequence[str]) -> SamplingParams:
         """These settings with `extra` stop strings after the own ones (a task's, for its template)."""
         stop = tuple(dict.fromkeys((*self.stop, *extra)))

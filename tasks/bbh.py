@@ -197,12 +197,12 @@ class BBH(Task):
         try:
             import datasets
 
-            for subtask in SUBTASKS:
-                with hub_or_local_cache():
+            with hub_or_local_cache():      # one probe of the hub for all subtasks
+                for subtask in SUBTASKS:
                     ds = datasets.load_dataset(**self.hub_kwargs_for(subtask))
-                fingerprints[subtask] = getattr(ds, "_fingerprint", None)
-                rows += [{"id": f"{subtask}-{i}", "task": subtask, "index": i, "input": r["input"],
-                          "target": r["target"]} for i, r in enumerate(ds)]
+                    fingerprints[subtask] = getattr(ds, "_fingerprint", None)
+                    rows += [{"id": f"{subtask}-{i}", "task": subtask, "index": i, "input": r["input"],
+                              "target": r["target"]} for i, r in enumerate(ds)]
         except Exception as e:  # no network or no `datasets`: say where the local copy belongs
             root = resolve_data_dir(data_dir)
             where = root / self.local_dir / "test.jsonl" if root else "--data-dir / $RLVR_DATA_DIR (unset)"

@@ -17,6 +17,23 @@ def engine(tiny_model):
     return HFEngine(model, tok)
 
 
+def search_every_row(monkeypatch):
+    """The engine without its token filter: every live row is searched at every step."""
+    monkeypatch.setattr(HFEngine, "_stop_tokens",
+                        lambda self, stop, vocab, device: torch.ones(vocab, dtype=torch.bool, device=device))
+
+
+def _llama_engine(fast):
+    """A random one-layer Llama model over the tokenizer `fast`, in an HFEngine."""
+    import transformers
+
+    cfg = transformers.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                   eos_token_id=fast.eos_token_id)
+    torch.manual_seed(0)
+    return HFEngine(transformers.LlamaForCausalLM(cfg).eval(), fast)
+
+
 def _text(engine, ids):
     return engine.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -46,8 +63,7 @@ def test_looking_only_at_flagged_tokens_changes_no_completion(engine, stop, monk
     seeds = [sample_seed(0, "t", "filter", i) for i in range(48)]
     params = SamplingParams(temperature=1.0, max_new_tokens=40, stop=stop)
     fast = engine.generate([(PROMPT, seeds)], params)[0]
-    monkeypatch.setattr(HFEngine, "_stop_tokens",
-                        lambda self, stop, vocab, device: torch.ones(vocab, dtype=torch.bool, device=device))
+    search_every_row(monkeypatch)
     every_row = engine.generate([(PROMPT, seeds)], params)[0]
     assert [(c.token_ids, c.text, c.finish_reason) for c in fast] == \
            [(c.token_ids, c.text, c.finish_reason) for c in every_row]
@@ -80,12 +96,7 @@ def _metaspace_engine():
                                                         show_progress=False))
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>",
                                                 pad_token="</s>")
-    cfg = transformers.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   eos_token_id=fast.eos_token_id)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    return HFEngine(model, fast)
+    return _llama_engine(fast)
 
 
 def test_stop_filter_is_exact_for_a_sentencepiece_style_tokenizer(monkeypatch):
@@ -95,8 +106,7 @@ def test_stop_filter_is_exact_for_a_sentencepiece_style_tokenizer(monkeypatch):
     runs = {}
     for every_row in (False, True):
         if every_row:
-            monkeypatch.setattr(HFEngine, "_stop_tokens",
-                                lambda self, stop, vocab, device: torch.ones(vocab, dtype=torch.bool, device=device))
+            search_every_row(monkeypatch)
         for stop in (("t ",), (" a",), ("e c", "\n"), ("at",)):     # stops that end in a space need the context
             got = engine.generate([("the cat", seeds)], SamplingParams(temperature=1.0, max_new_tokens=30, stop=stop))
             runs[every_row, stop] = [(c.token_ids, c.text, c.finish_reason) for c in got[0]]
@@ -116,11 +126,7 @@ def _wordpiece_engine(words, clean_up: bool):
     tok.decoder = decoders.WordPiece(prefix="##")
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[SEP]",
                                                 pad_token="[PAD]", clean_up_tokenization_spaces=clean_up)
-    cfg = transformers.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   eos_token_id=fast.eos_token_id)
-    torch.manual_seed(0)
-    return HFEngine(transformers.LlamaForCausalLM(cfg).eval(), fast)
+    return _llama_engine(fast)
 
 
 def _scripted(engine, monkeypatch, tokens, stop):
