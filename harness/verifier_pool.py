@@ -6,8 +6,10 @@ K = 1024 samples per problem most answers repeat, so most samples are answered f
 concurrent duplicates wait for the one check already in flight.
 
 Each worker runs `task.check` in its main thread (math-verify's signal-based timeouts only work there).
-A worker that passes the deadline on an item is killed and replaced; the item counts as incorrect
-with reason "timeout". An exception inside `check` gives reason "error: ..." and the worker lives on.
+A worker that passes the deadline on an item is killed and replaced. A verification has three
+outcomes (`Verdict.outcome`): correct, incorrect, and error, when the verifier could not judge: the
+check passed the pool's deadline, raised (the worker lives on), or its worker died. An error is never a
+wrong answer: pass@k leaves it out and `rlvr eval` verifies it again when re-run.
 Workers start with "forkserver" (or "spawn"), never plain fork, so the pool is safe to create in a
 process that has loaded torch or started threads. Workers find a task by name through `tasks.get`,
 after importing the module that defines it (sent along with each item), so any importable module can
@@ -18,7 +20,8 @@ define tasks, including test modules.
         futures = [pool.submit(task_name, problem, completion) for ...]   # streaming, while sampling
         print(pool.stats)
 
-Timeouts and errors are cached like any verdict: the same input would hang or fail again.
+Errors are never cached: the next submission of the same input is checked again (a sandbox that
+could not start may start now). Concurrent duplicates of an errored check share its error.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ class PoolStats:
     no_answer: int = 0        # extract found nothing; never sent to a worker
     cache_hits: int = 0       # answered by the cache or by a duplicate in flight
     checks: int = 0           # checks run by workers (finished, timed out or crashed)
-    timeouts: int = 0         # checks killed at the deadline
-    errors: int = 0           # checks that raised or whose worker died, and failed extractions
+    timeouts: int = 0         # checks killed at the deadline (error verdicts)
+    errors: int = 0           # checks that raised or whose worker died, and failed extractions (error verdicts)
     worker_restarts: int = 0  # workers replaced after a timeout or a crash
     check_seconds: float = 0.0
 
@@ -119,13 +122,12 @@ def _worker_main(conn: Connection, preload: Sequence[str]) -> None:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as e:   # math-verify's TimeoutException is a BaseException
-            verdict = Verdict(False, 0.0, extracted, f"error: {type(e).__name__}: {e}"[:500])
+            verdict = Verdict.failed(extracted, f"{type(e).__name__}: {e}")
         elapsed = time.perf_counter() - start
         try:
             conn.send(("done", seq, verdict, elapsed))
         except Exception as e:   # an unpicklable verdict (a task bug)
-            conn.send(("done", seq, Verdict(False, 0.0, extracted, f"error: result not sendable: {e}"[:500]),
-                       elapsed))
+            conn.send(("done", seq, Verdict.failed(extracted, f"result not sendable: {e}"), elapsed))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,7 +313,7 @@ class VerifierPool:
             with self._lock:
                 self._stats["submitted"] += 1
                 self._stats["errors"] += 1
-            deliver(VerifyResult(Verdict(False, 0.0, None, f"error: extract: {type(e).__name__}: {e}"[:500]),
+            deliver(VerifyResult(Verdict.failed(None, f"extract: {type(e).__name__}: {e}"),
                                  time.perf_counter() - t0, False))
             return
         t_extract = time.perf_counter() - t0
@@ -374,7 +376,8 @@ class VerifierPool:
 
     def _finish(self, job: _Job, verdict: Verdict, seconds: float, counter: str | None = None) -> None:
         with self._lock:
-            self._cache[job.key] = verdict
+            if not verdict.error:
+                self._cache[job.key] = verdict
             del self._inflight[job.key]
             self._stats["checks"] += 1
             self._stats["check_seconds"] += seconds
@@ -413,7 +416,7 @@ class VerifierPool:
             w.job = None
             self._replace(w)
             if job is not None:
-                self._finish(job, Verdict(False, 0.0, job.extracted, f"error: worker died (exit code {code})"),
+                self._finish(job, Verdict.failed(job.extracted, f"worker died (exit code {code})"),
                              time.monotonic() - job.started, "errors")
             return
         if msg[0] == "ready":
@@ -423,7 +426,7 @@ class VerifierPool:
         elif msg[0] == "done" and w.job is not None and w.job.seq == msg[1]:
             job, w.job = w.job, None
             verdict, seconds = msg[2], msg[3]
-            self._finish(job, verdict, seconds, "errors" if verdict.reason.startswith("error") else None)
+            self._finish(job, verdict, seconds, "errors" if verdict.error else None)
 
     def _deadline_for(self, task: Task, problem: Problem) -> float:
         budget = task.check_budget_s(problem)
@@ -451,8 +454,9 @@ class VerifierPool:
                     if w.job is not None and now - w.job.started > w.job.deadline_s:
                         job, w.job = w.job, None
                         self._replace(w)
-                        self._finish(job, Verdict(False, 0.0, job.extracted, "timeout"), now - job.started,
-                                     "timeouts")
+                        self._finish(job, Verdict.failed(job.extracted, f"verifier timeout: the check passed "
+                                                         f"the pool's {job.deadline_s:g} s deadline"),
+                                     now - job.started, "timeouts")
         except BaseException as e:   # a bug here must not leave callers waiting forever
             self._broken = e
             with self._lock:
@@ -461,6 +465,5 @@ class VerifierPool:
                 self._pending.clear()
             for job in jobs:
                 for deliver, t_extract, hit in job.waiters:
-                    deliver(VerifyResult(Verdict(False, 0.0, job.extracted, f"error: pool: {e}"[:500]),
-                                         t_extract, hit))
+                    deliver(VerifyResult(Verdict.failed(job.extracted, f"pool: {e}"), t_extract, hit))
             raise

