@@ -94,6 +94,10 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
                    help="multiple-testing correction over the (task, k) rows (default: holm)")
     p.add_argument("--k", help="comma-separated k values (default: 1, 2, 4, ... up to n)")
     p.add_argument("--tasks", type=_csv_list, help="comma-separated benchmarks (default: all shared)")
+    p.add_argument("--max-error-rate", type=float, default=0.0, metavar="FRACTION",
+                   help="fail (exit 1) when more than this fraction of either run's samples could not be verified "
+                        "(verifier errors, which pass@k leaves out; default: 0, any error fails; rerun the run's "
+                        "`rlvr eval` or `rlvr regrade` to verify them again)")
 
 
 @verb("compare", "paired-bootstrap pass@k regression check; exit 1 on a significant drop", _setup_compare)
@@ -102,14 +106,23 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     from harness.metrics import incomplete_notes
     from harness.tables import parse_ks
 
+    if not 0 <= a.max_error_rate <= 1:
+        raise UserError(f"--max-error-rate must be in [0, 1], got {a.max_error_rate}")
     res = compare_runs(a.baseline, a.candidate, a.tolerance, a.alpha, a.iterations, a.seed,
                        parse_ks(a.k) if a.k else None, a.tasks, a.correction)
     for note in incomplete_notes([a.baseline, a.candidate]):
         print(note, file=sys.stderr)
+    over = [(path, rate) for path, rate in res.error_rates.items() if rate > a.max_error_rate]
     for t, n in res.unshared.items():
         if n:
-            print(f"rlvr: note: task {t}: {n} problems are in only one run and were left out", file=sys.stderr)
+            print(f"rlvr: note: task {t}: {n} problems are in only one run, or have no verified sample in one, "
+                  f"and were left out", file=sys.stderr)
     print(res.render())
+    if over:
+        print("\n" + "; ".join(f"ERRORS: {100 * rate:.2f}% of the samples of {path} could not be verified"
+                                for path, rate in over)
+              + f" (more than --max-error-rate {a.max_error_rate:g}): the comparison cannot pass")
+        return 1
     if res.regressions:
         worst = min(res.regressions, key=lambda r: r.diff)
         print(f"\nREGRESSION: {len(res.regressions)} (task, k) cells dropped by more than {a.tolerance:g} "
@@ -135,8 +148,35 @@ def _cmd_metrics(a: argparse.Namespace) -> int:
     m = update_metrics(Run.open(a.run), iterations=a.iterations, seed=a.seed)
     for t, tm in m["tasks"].items():
         curve = tm["curve"]
-        print(f"{t}: {curve['problems']} problems, n={tm['n_min']}"
+        errors = f", {tm['errors']} samples not verified (errors)" if tm.get("errors") else ""
+        if curve is None:
+            print(f"{t}: {len(tm['problems'])} problems, no judged sample{errors}")
+            continue
+        print(f"{t}: {curve['problems']} problems, n={tm['n_min']}{errors}"
               + "".join(f"  pass@{k}={100 * v:.1f}" for k, v in zip(curve["ks"], curve["mean"], strict=True)))
+    return 0
+
+
+# ---- regrade -----------------------------------------------------------------------------------
+
+def _setup_regrade(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory (its samples.jsonl must hold the completions)")
+    p.add_argument("--tasks", type=_csv_list, help="comma-separated tasks of the run (default: all)")
+    p.add_argument("--data-dir", help="where the benchmark data lives (default: $RLVR_DATA_DIR), as for the run")
+    p.add_argument("--workers", type=int, help="verifier processes (default: the CPUs)")
+    p.add_argument("--deadline", type=float, default=10.0, metavar="S",
+                   help="seconds one check may take before it counts as a verifier error (default: 10)")
+
+
+@verb("regrade", "verify a run's stored completions again with the current verifiers (no sampling)", _setup_regrade)
+def _cmd_regrade(a: argparse.Namespace) -> int:
+    from harness.regrade import regrade, render
+
+    if a.workers is not None and a.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {a.workers}")
+    if not a.deadline > 0:
+        raise UserError(f"--deadline must be > 0, got {a.deadline}")
+    print(render(regrade(a.run, a.tasks, a.data_dir, a.workers, a.deadline)))
     return 0
 
 

@@ -18,13 +18,13 @@ Use it from pytest: `assert_no_regression("golden/run", "new/run", tolerance=2.0
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tabulate import tabulate
 
 from harness.errors import UserError
-from harness.metrics import check_bootstrap_args, run_counts
+from harness.metrics import check_bootstrap_args, run_counts, run_tallies
 from harness.passk import bootstrap_means, default_ks, pass_at_k
 from harness.runstore import Run
 
@@ -50,11 +50,12 @@ class Comparison:
     candidate: str
     rows: list[KDiff]
     shared: dict[str, int]         # task -> number of problems both runs have
-    unshared: dict[str, int]       # task -> problems only one run has (left out)
+    unshared: dict[str, int]       # task -> problems left out: only one run has them, or one judged none of its samples
     tolerance: float               # in points (percent)
     alpha: float
     iterations: int
     correction: str
+    error_rates: dict[str, float] = field(default_factory=dict)   # run -> share of samples not verified
 
     @property
     def regressions(self) -> list[KDiff]:
@@ -73,6 +74,14 @@ class Comparison:
                                tablefmt="github", disable_numparse=True)
 
 
+def error_rate(run: Run) -> float:
+    """The share of a run's samples that its verifier could not judge (errors, left out of pass@k)."""
+    counts, errors = run_tallies(run)
+    bad = sum(sum(e.values()) for e in errors.values())
+    total = bad + sum(v[0] for per in counts.values() for v in per.values())
+    return bad / total if total else 0.0
+
+
 def _shared_matrices(base: Run, cand: Run, tasks: list[str] | None):
     bc, cc = run_counts(base), run_counts(cand)
     names = sorted(set(bc) & set(cc)) if tasks is None else tasks
@@ -87,8 +96,9 @@ def _shared_matrices(base: Run, cand: Run, tasks: list[str] | None):
                         f"{cand.path} (pass --tasks to compare only some tasks)")
     out, shared, unshared = {}, {}, {}
     for t in names:
-        ids = sorted(set(bc[t]) & set(cc[t]))
-        unshared[t] = len(set(bc[t]) ^ set(cc[t]))
+        # a problem that either run could not judge at all (verifier errors) cannot be paired
+        ids = sorted(p for p in set(bc[t]) & set(cc[t]) if bc[t][p][0] and cc[t][p][0])
+        unshared[t] = len(set(bc[t]) | set(cc[t])) - len(ids)
         if not ids:
             raise UserError(f"task {t}: {base.path} and {cand.path} share no problem")
         shared[t] = len(ids)
@@ -146,7 +156,7 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
         [r.p_value < alpha for r in rows]
     rows = [replace(r, regression=bool(f)) for r, f in zip(rows, flags, strict=True)]
     return Comparison(str(baseline), str(candidate), rows, shared, unshared, tolerance, alpha, iterations,
-                      correction)
+                      correction, {str(baseline): error_rate(base), str(candidate): error_rate(cand)})
 
 
 def holm(p_values: np.ndarray, alpha: float) -> np.ndarray:
@@ -161,9 +171,13 @@ def holm(p_values: np.ndarray, alpha: float) -> np.ndarray:
     return reject
 
 
-def assert_no_regression(baseline: str, candidate: str, **kwargs) -> Comparison:
-    """For a user's own pytest suite: raises AssertionError (with the table) on a regression."""
+def assert_no_regression(baseline: str, candidate: str, max_error_rate: float = 0.0, **kwargs) -> Comparison:
+    """For a user's own pytest suite: raises AssertionError (with the table) on a regression, or when
+    more than `max_error_rate` of either run's samples could not be verified."""
     result = compare_runs(baseline, candidate, **kwargs)
+    over = {p: r for p, r in result.error_rates.items() if r > max_error_rate}
+    if over:
+        raise AssertionError(f"samples not verified (verifier errors) above {max_error_rate:g}: {over}")
     if result.regressions:
         raise AssertionError("pass@k regression\n" + result.render())
     return result

@@ -23,7 +23,7 @@ import tasks as task_registry
 from harness.errors import UserError
 from harness.metrics import update_metrics
 from harness.provenance import sha256_text
-from harness.runstore import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json
+from harness.runstore import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json, sample_key
 from harness.sampling import Engine, SamplingParams, sample_seed
 from harness.task_options import configured_task
 from tasks.base import Problem, Task
@@ -119,6 +119,31 @@ class _Unit:
     futures: list = field(default_factory=list)
 
 
+Loaded = dict[str, tuple[Task, list[Problem], str | None]]   # task -> (configured task, problems, template)
+
+
+def load_tasks(names: list[str], task_options: dict[str, dict], templates: dict[str, str], data_dir: str | None,
+               shard: tuple[int, int], limit: int | None) -> tuple[Loaded, dict]:
+    """The tasks of a run with their problems as `rlvr eval` selects them, and run.json's `tasks` entry."""
+    loaded: Loaded = {}
+    task_info = {}
+    for name in names:
+        task = configured_task(name, task_options.get(name))
+        problems, source = task.load_with_source(data_dir)
+        template = templates.get(name) or (task.templates[0] if task.templates else None)
+        # verifiers whose extraction depends on the prompt's shape read the template from the problem
+        problems = [replace(p, meta={**p.meta, "template": template})
+                    for p in select_problems(problems, shard, limit)]
+        loaded[name] = (task, problems, template)
+        task_info[name] = {"domain": task.domain, "source": source, "template": template, "problems": len(problems)}
+        stops = task.stop_strings(template)
+        if stops:   # recorded only when the task has some (older runs keep their settings)
+            task_info[name]["stop"] = list(stops)
+        if task_options.get(name):   # recorded only when set, so runs without options keep their settings
+            task_info[name]["options"] = task_options[name]
+    return loaded, task_info
+
+
 def check_out_dir(out: str) -> None:
     """The run directory exists or can be created, checked (and created) before anything slow."""
     path = Path(out)
@@ -188,22 +213,12 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     if engine is None:
         resolve_model(cfg.model)   # a wrong --model fails now, not after the data is loaded
     check_out_dir(cfg.out)
-    loaded: dict[str, tuple[Task, list[Problem], str | None]] = {}
-    task_info = {}
-    for name in task_registry.expand(cfg.tasks):
-        task = configured_task(name, cfg.task_options.get(name))
-        problems, source = task.load_with_source(cfg.data_dir)
-        template = cfg.templates.get(name) or (task.templates[0] if task.templates else None)
-        # verifiers whose extraction depends on the prompt's shape read the template from the problem
-        problems = [replace(p, meta={**p.meta, "template": template})
-                    for p in select_problems(problems, cfg.shard, cfg.limit)]
-        loaded[name] = (task, problems, template)
-        task_info[name] = {"domain": task.domain, "source": source, "template": template, "problems": len(problems)}
-        stops = task.stop_strings(template)
-        if stops:   # recorded only when the task has some (older runs keep their settings)
-            task_info[name]["stop"] = list(stops)
-        if cfg.task_options.get(name):   # recorded only when set, so runs without options keep their settings
-            task_info[name]["options"] = cfg.task_options[name]
+    loaded, task_info = load_tasks(task_registry.expand(cfg.tasks), cfg.task_options, cfg.templates,
+                                   cfg.data_dir, cfg.shard, cfg.limit)
+
+    from harness.verifier_pool import preflight, verifier_versions
+
+    preflight(loaded)   # a verifier that cannot run here stops the run before the model loads
 
     settings = {
         "label": cfg.label, "step": cfg.step,
@@ -213,6 +228,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         "seed": cfg.seed, "engine": engine.name if engine is not None else cfg.engine, "decode": None,
         "chunk": cfg.chunk,
         "shard": list(cfg.shard), "limit": cfg.limit,
+        "verifiers": verifier_versions(loaded),   # this execution's; a resume records its own
     }
     stored = check_resumable(cfg.out, settings)   # before the model is loaded
     if engine is None:
@@ -230,8 +246,12 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
             settings["label"] = stored.get("label")
         elif cfg.label != stored.get("label"):
             print(f"rlvr: note: {cfg.out}: label {stored.get('label')!r} -> {cfg.label!r}", file=sys.stderr)
-    run = Run.create(cfg.out, settings, may_change=("label",))
+    run = Run.create(cfg.out, settings, may_change=("label", "verifiers"))
     done = run.done_keys()
+    # samples whose verifier could not judge them are verified again from their stored text (no sampling);
+    # one without its text is sampled again (its seed gives the same completion)
+    errored = [r for r in run.error_samples() if isinstance(r.get("completion"), str)]
+    done |= {sample_key(r) for r in errored}
 
     units: list[_Unit] = []
     for name, (task, problems, template) in loaded.items():
@@ -245,9 +265,19 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
                     units.append(_Unit(task, p, params, start, idx,
                                        [sample_seed(cfg.seed, name, p.id, i) for i in full]))
     total = sum(len(u.indices) for u in units)
-    if total == 0:
+    if total == 0 and not errored:
         print(f"rlvr: {cfg.out}: all {cfg.n} samples of every problem are already done", file=sys.stderr)
-    _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool)
+    if total or errored:
+        from harness.verifier_pool import VerifierPool
+
+        modules = sorted({type(task).__module__ for task, _, _ in loaded.values()})
+        with (VerifierPool(workers=cfg.workers, deadline_s=cfg.deadline_s, preload=modules) if pool is None
+              else contextlib.nullcontext(pool)) as pool:
+            if errored:
+                print(f"rlvr: {cfg.out}: verifying {len(errored)} samples again (their verifier could not judge "
+                      f"them before)", file=sys.stderr)
+                run.append_samples(reverify(run, errored, loaded, pool, progress))
+            _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool)
     update_metrics(run)
     run.finish()
     if print_table:
@@ -273,12 +303,35 @@ def _note_context_overrun(engine, tokenizer, loaded, prompts, max_new_tokens: in
                   f"of the context the model was trained on", file=sys.stderr)
 
 
-def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=None) -> None:
+def with_verdict(rec: dict, res) -> dict:
+    """`rec` with the verdict fields of a `VerifyResult` (outcome, correct, score, extracted, reason,
+    verify_time) set or replaced."""
+    v = res.verdict
+    return {**rec, "outcome": v.outcome, "correct": bool(v.correct), "score": float(v.score),
+            "extracted": v.extracted, "reason": v.reason, "verify_time": round(res.verify_time, 6)}
+
+
+def reverify(run: Run, records: list[dict], loaded: dict, pool, progress: bool = True,
+             desc: str = "re-verifying") -> list[dict]:
+    """Verify stored completions again (no sampling): the records with their new verdicts, in order.
+    `loaded` maps task name -> (configured task, problems, template) as `evaluate` loads them; a record
+    whose problem is not among them, or that kept no completion, is returned unchanged."""
     from tqdm import tqdm
 
-    from harness.verifier_pool import VerifierPool
+    problems = {(name, p.id): (task, p) for name, (task, ps, _) in loaded.items() for p in ps}
+    todo = [(i, rec) for i, rec in enumerate(records)
+            if (rec["task"], str(rec["problem_id"])) in problems and isinstance(rec.get("completion"), str)]
+    futures = [pool.submit(*problems[(rec["task"], str(rec["problem_id"]))], rec["completion"]) for _, rec in todo]
+    out = list(records)
+    for (i, rec), fut in tqdm(list(zip(todo, futures, strict=True)), desc=desc, unit="sample",
+                              disable=not progress or not todo, dynamic_ncols=True):
+        out[i] = with_verdict(rec, fut.result())
+    return out
 
-    modules = sorted({type(u.task).__module__ for u in units})
+
+def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool) -> None:
+    from tqdm import tqdm
+
     bar = tqdm(total=total, unit="sample", disable=not progress or total == 0, dynamic_ncols=True,
                desc="sampling")
     verified = 0
@@ -294,13 +347,10 @@ def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=N
             records = []
             for i, comp, fut in zip(u.indices, u.completions, u.futures, strict=True):
                 res = fut.result()
-                v = res.verdict
                 rec = {"task": u.task.name, "problem_id": u.problem.id, "sample_index": i,
-                       "seed": u.seeds[i - u.start],
-                       "extracted": v.extracted, "correct": bool(v.correct), "score": float(v.score),
-                       "reason": v.reason, "tokens": comp.tokens, "finish_reason": comp.finish_reason,
-                       "verify_time": round(res.verify_time, 6)}
-                if cfg.keep_completions:
+                       "seed": u.seeds[i - u.start], "tokens": comp.tokens, "finish_reason": comp.finish_reason}
+                rec = with_verdict(rec, res)
+                if cfg.keep_completions or res.verdict.error:   # an error is verified again from its text
                     rec["completion"] = comp.text
                 records.append(rec)
             run.append_samples(records)
@@ -308,15 +358,13 @@ def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool=N
             elapsed = max(time.monotonic() - t0, 1e-9)
             bar.set_postfix(verified=verified, verified_per_s=f"{verified / elapsed:.1f}")
 
-    with (VerifierPool(workers=cfg.workers, deadline_s=cfg.deadline_s, preload=modules) if pool is None
-          else contextlib.nullcontext(pool)) as pool:
-        for u in units:
-            prompt = prompts[(u.task.name, u.problem.id)]
-            comps = engine.generate([(prompt, u.seeds)], u.params)[0]
-            u.completions = [comps[i - u.start] for i in u.indices]
-            u.futures = [pool.submit(u.task, u.problem, c.text) for c in u.completions]   # configured copy
-            pending.append(u)
-            bar.update(len(u.indices))
-            flush(max_left=max_pending)
-        flush(max_left=0)
+    for u in units:
+        prompt = prompts[(u.task.name, u.problem.id)]
+        comps = engine.generate([(prompt, u.seeds)], u.params)[0]
+        u.completions = [comps[i - u.start] for i in u.indices]
+        u.futures = [pool.submit(u.task, u.problem, c.text) for c in u.completions]   # configured copy
+        pending.append(u)
+        bar.update(len(u.indices))
+        flush(max_left=max_pending)
+    flush(max_left=0)
     bar.close()

@@ -75,8 +75,8 @@ def _check_shards(runs: list[Run]) -> None:
             yield rec
 
     for r in runs:
-        counts, _ = count_samples(unique(r))
-        gap = sample_shortfall(r, counts)
+        counts, _, errors = count_samples(unique(r))
+        gap = sample_shortfall(r, counts, errors)
         if gap is not None and gap[0] < gap[1]:
             done, expected, short = gap
             raise UserError(f"{r.path}: unfinished shard, {expected - done} of {expected} samples missing "

@@ -133,9 +133,10 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     import tasks
     from harness.plots import plot_runs
     from harness.tables import table
-    from harness.verifier_pool import VerifierPool
+    from harness.verifier_pool import VerifierPool, preflight
 
     recipe = recipe or MicroRecipe()
+    preflight(recipe.families)   # micro_code runs programs: the sandbox must work before anything is built
     if quick:
         recipe = replace(recipe, **QUICK)
     out, cache = Path(out), Path(cache)

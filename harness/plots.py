@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import UserError
-from harness.metrics import check_bootstrap_args, run_counts
+from harness.metrics import check_bootstrap_args, judged, run_tallies
 from harness.passk import passk_curve
 from harness.runstore import Run
 from harness.tables import KNOWN_TASKS, check_same_problems
@@ -38,7 +38,8 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
     runs = [Run.open(p) for p in run_paths]
     if not allow_different_problems:
         check_same_problems(runs)
-    counts = [run_counts(r) for r in runs]
+    tallies = [run_tallies(r) for r in runs]
+    counts = [c for c, _ in tallies]
     present = sorted({t for c in counts for t in c}, key=lambda t: (list(KNOWN_TASKS).index(t)
                                                                     if t in KNOWN_TASKS else 99, t))
     if tasks is not None:
@@ -54,10 +55,11 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
     for ax, task in zip(axes.ravel(), present, strict=False):
         n_max = 1
         for i, (run, cnt) in enumerate(zip(runs, counts, strict=True)):
-            if task not in cnt:
+            scored = judged(cnt.get(task, {}))   # verifier errors are left out, as in metrics.json
+            if not scored:
                 continue
-            n = np.array([v[0] for v in cnt[task].values()])
-            c = np.array([v[1] for v in cnt[task].values()])
+            n = np.array([v[0] for v in scored.values()])
+            c = np.array([v[1] for v in scored.values()])
             curve = passk_curve(n, c, confidence=confidence, iterations=iterations, seed=seed)
             x = np.log2(curve.ks)
             colour = colours(i % 10)
@@ -69,7 +71,9 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
         ax.set_xticks(ticks, [str(2 ** t) for t in ticks], fontsize=7)
         sizes = sorted({len(c[task]) for c in counts if task in c})
         size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
-        ax.set_title(f"{task} ({size} problems)", fontsize=10)
+        unverified = sum(sum(e.get(task, {}).values()) for _, e in tallies)
+        ax.set_title(f"{task} ({size} problems)" + (f"\n{unverified} samples not verified (errors)"
+                                                     if unverified else ""), fontsize=10)
         ax.set_xlabel("k")
         ax.set_ylabel("pass@k (%)")
         ax.grid(alpha=0.3)

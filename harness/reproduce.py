@@ -116,6 +116,9 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
                         f"each arm{verl} where they are available")
     for m in p.missing:
         print(f"rlvr: warning: {m.what}: {m.how}")
+    from harness.verifier_pool import preflight
+
+    preflight(dict.fromkeys(t for ev in recipe.evaluations for t in ev.tasks))   # before hours of training
     for arm in trained:
         cfg_path = configs / f"{arm.id}.yaml"
         if arm.init_arm:

@@ -27,28 +27,34 @@ SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
 RUN_FORMAT = "rlvr-run/1"
 
-# A sample record must carry these; the rest (seed, completion, extracted, score, tokens,
-# finish_reason, verify_time, reason) is recorded when the producer has it.
+# A sample record must carry these; the rest (outcome, seed, completion, extracted, score, tokens,
+# finish_reason, verify_time, reason) is recorded when the producer has it. `outcome` is "correct",
+# "incorrect" or "error" (the verifier could not judge; `correct` is then false and means nothing).
 REQUIRED_SAMPLE_FIELDS = ("task", "problem_id", "sample_index", "correct")
+OUTCOMES = ("correct", "incorrect", "error")
 
 # run.json keys that describe this execution rather than the run's settings; a resume may differ here.
-VOLATILE_KEYS = frozenset({"format", "provenance", "start_time", "end_time", "resumes"})
+VOLATILE_KEYS = frozenset({"format", "provenance", "start_time", "end_time", "resumes", "verifiers", "regrades"})
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old file or the new one, never half of one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -59,6 +65,16 @@ def read_json(path: Path, what: str) -> Any:
         raise UserError(f"{path}: no such file ({what})") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+
+
+def _record_lines(records: Iterable[dict]) -> list[str]:
+    lines = []
+    for rec in records:
+        missing = [f for f in REQUIRED_SAMPLE_FIELDS if f not in rec]
+        if missing:
+            raise ValueError(f"sample record lacks {missing}: {rec!r:.200}")
+        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+    return lines
 
 
 def sample_key(rec: dict) -> tuple[str, str, int]:
@@ -104,11 +120,12 @@ class Run:
                 raise UserError(f"{path}: a run already exists here (choose another --out, or resume it)")
             info = read_json(run_file, "run settings")
             stored = {k: v for k, v in info.items() if k not in VOLATILE_KEYS and k not in may_change}
-            diff = first_difference(stored, {k: v for k, v in settings.items() if k not in may_change})
+            diff = first_difference(stored, {k: v for k, v in settings.items()
+                                             if k not in VOLATILE_KEYS and k not in may_change})
             if diff is not None:
                 raise UserError(f"{path}: cannot resume, setting '{diff}' differs from the stored run "
                                 f"(use a new --out for new settings)")
-            info.update({k: settings[k] for k in may_change if k in settings})
+            info.update({k: v for k, v in settings.items() if k in may_change or k in VOLATILE_KEYS})
             info.setdefault("resumes", []).append(provenance.utc_now())
             info["end_time"] = None
             write_json_atomic(run_file, info)
@@ -154,12 +171,7 @@ class Run:
 
     def append_samples(self, records: Iterable[dict]) -> int:
         """Append one batch; flushed and fsync'd before returning. Returns the number written."""
-        lines = []
-        for rec in records:
-            missing = [f for f in REQUIRED_SAMPLE_FIELDS if f not in rec]
-            if missing:
-                raise ValueError(f"sample record lacks {missing}: {rec!r:.200}")
-            lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+        lines = _record_lines(records)
         if not lines:
             return 0
         with open(self.samples_path, "a", encoding="utf-8") as f:
@@ -169,14 +181,32 @@ class Run:
         return len(lines)
 
     def iter_samples(self) -> Iterator[dict]:
-        """Every complete record, first occurrence of each (task, problem, sample index) only.
+        """Every complete record, one per (task, problem, sample index): the first judged record of each,
+        or, for a sample that no record judges, its last error record (outcome "error": the verifier could
+        not judge it). A re-verification appends a new record for the same sample, which supersedes the
+        error before it; error records come last.
 
         Records are checked against run.json as they are read (see `_check_sample`): a hand-edited
         or foreign line is an error naming the line and the field, not a silently wrong pass@k."""
+        unjudged: dict[tuple[str, str, int], dict] = {}
+        seen: set[tuple[str, str, int]] = set()
+        for rec in self._iter_lines():
+            key = sample_key(rec)
+            if key in seen:
+                continue
+            if rec.get("outcome") == "error":
+                unjudged[key] = rec
+                continue
+            seen.add(key)
+            unjudged.pop(key, None)
+            yield rec
+        yield from unjudged.values()
+
+    def _iter_lines(self) -> Iterator[dict]:
+        """Every complete, checked record in file order (duplicates included)."""
         p = self.samples_path
         if not p.exists():
             return
-        seen: set[tuple[str, str, int]] = set()
         problems: dict[str, set[str]] = {}
         with open(p, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -191,10 +221,7 @@ class Run:
                 problem = self._check_sample(rec, problems)
                 if problem is not None:
                     raise UserError(f"{p}:{lineno}: {problem}")
-                key = sample_key(rec)
-                if key not in seen:
-                    seen.add(key)
-                    yield rec
+                yield rec
 
     def _check_sample(self, rec: Any, problems: dict[str, set[str]]) -> str | None:
         """What is wrong with one record (None if nothing), given run.json's tasks, their `problems`
@@ -217,6 +244,9 @@ class Run:
             return f"field 'sample_index': expected an integer >= 0{bound}, got {index!r}"
         if not isinstance(correct, bool):
             return f"field 'correct': expected true or false, got {correct!r}"
+        outcome = rec.get("outcome")
+        if outcome is not None and (outcome not in OUTCOMES or (outcome == "correct") != correct):
+            return f"field 'outcome': expected one of {', '.join(OUTCOMES)} agreeing with 'correct', got {outcome!r}"
         tokens = rec.get("tokens")
         if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)):
             return f"field 'tokens': expected an integer, got {tokens!r}"
@@ -229,7 +259,19 @@ class Run:
         return None
 
     def done_keys(self) -> set[tuple[str, str, int]]:
-        return {sample_key(r) for r in self.iter_samples()}
+        """The samples that are finished: sampled and judged (an error record is not finished)."""
+        return {sample_key(r) for r in self.iter_samples() if r.get("outcome") != "error"}
+
+    def error_samples(self) -> list[dict]:
+        """The records of samples whose verifier could not judge them (and no later record did)."""
+        return [r for r in self.iter_samples() if r.get("outcome") == "error"]
+
+    def rewrite_samples(self, records: Iterable[dict]) -> int:
+        """Replace samples.jsonl by `records`, atomically (readers see the old file or the new one).
+        For `rlvr regrade`, which re-verifies every stored sample."""
+        lines = _record_lines(records)
+        write_text_atomic(self.samples_path, "".join(lines))
+        return len(lines)
 
     # ---- metrics and completion ----------------------------------------------------------------
 

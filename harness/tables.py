@@ -23,7 +23,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.errors import UserError
-from harness.metrics import run_counts
+from harness.metrics import run_counts, run_tallies
 from harness.passk import pass_at_k
 from harness.runstore import Run, read_json
 
@@ -62,17 +62,22 @@ def parse_ks(text: str) -> list[int]:
 
 
 def run_row(run: Run, ks: list[int]) -> Row:
-    counts = run_counts(run)
+    """The run's mean pass@k per task. Where verifier errors leave some problem with fewer judged samples
+    than k, that cell has no number (None, shown as "–"): pass@k over the problems that could be scored
+    would be a different benchmark."""
+    counts, errors = run_tallies(run)
     scores = {}
     for task, per_problem in counts.items():
         n = np.array([v[0] for v in per_problem.values()])
         c = np.array([v[1] for v in per_problem.values()])
-        if max(ks) > n.min():
-            raise UserError(f"{run.path}: task {task} has n={int(n.min())} samples for some problem, "
+        sampled = n + np.array([errors.get(task, {}).get(p, 0) for p in per_problem])
+        if max(ks) > sampled.min():
+            raise UserError(f"{run.path}: task {task} has n={int(sampled.min())} samples for some problem, "
                             f"fewer than k={max(ks)} (ask for a smaller k, or finish the run: rerun its "
                             f"`rlvr eval` command, which resumes)")
-        means = pass_at_k(n, c, np.array(ks)).mean(axis=0)
-        scores[task] = {k: float(m) for k, m in zip(ks, means, strict=True)}
+        defined = [k for k in ks if k <= n.min()]
+        means = pass_at_k(n, c, np.array(defined)).mean(axis=0) if defined else []
+        scores[task] = {k: None for k in ks} | {k: float(m) for k, m in zip(defined, means, strict=True)}
     method = (run.info.get("method") or {}).get("name")
     return Row(run.label, scores, domains={t: run.task_domain(t) for t in counts}, key=method)
 
@@ -270,7 +275,11 @@ def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "m
 
 def default_table_ks(runs: list[Run]) -> list[int]:
     """The papers' pass@1 / pass@256, with 256 lowered to the largest power of two every run has."""
-    n_min = min((min(v[0] for v in per.values()) for r in runs for per in run_counts(r).values()), default=256)
+    def sampled(run: Run) -> list[int]:     # judged samples plus those the verifier could not judge
+        counts, errors = run_tallies(run)
+        return [v[0] + errors.get(t, {}).get(p, 0) for t, per in counts.items() for p, v in per.items()]
+
+    n_min = max(1, min((n for r in runs for n in sampled(r)), default=256))
     top = 1 << (min(n_min, 256).bit_length() - 1)
     return sorted({1, top})
 

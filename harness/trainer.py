@@ -261,6 +261,9 @@ class Trainer:
 
             check_vllm_rollouts(self.device)
         self.model_src = model_src
+        from harness.verifier_pool import preflight
+
+        preflight([*cfg.tasks, *(cfg.eval.tasks or [])])   # a verifier that cannot run stops us before the model loads
         self.model, self.tok = load_model(model_src, self.device, cfg.dtype)
         self.ref = None
         if "ref_logp" in self.method.requires:
@@ -422,7 +425,7 @@ class Trainer:
             round_rows: list[_Rollout] = []
             for (task, p), prompt, cs, fs in zip(batch, prompts, comps, futures, strict=True):
                 p_ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
-                rewards = [1.0 if f.result().verdict.correct else 0.0 for f in fs]
+                rewards = self._rewards(step, pool, task, p, cs, fs)
                 solved += any(rewards)
                 total_groups += 1
                 for c, r in zip(cs, rewards, strict=True):
@@ -446,6 +449,21 @@ class Trainer:
                  "response_len_mean": sum(lengths) / len(lengths),
                  "truncation_rate": finish.count("length") / max(1, len(finish))}
         return kept, stats
+
+    def _rewards(self, step: int, pool, task, problem: Problem, comps, futures) -> list[float]:
+        """1.0 / 0.0 per rollout. A verdict the verifier could not give (an error: the sandbox did not
+        start, a check timed out) is never a reward of 0: it is checked once more, and if it fails again the
+        step stops with a one-line error before any update (a resume starts from the last checkpoint)."""
+        verdicts = [f.result().verdict for f in futures]
+        for j, v in enumerate(verdicts):
+            if v.error:
+                verdicts[j] = pool.submit(task, problem, comps[j].text).result().verdict
+        bad = next((v for v in verdicts if v.error), None)
+        if bad is not None:
+            raise UserError(f"step {step + 1}: the verifier could not judge a rollout of {task.name} problem "
+                            f"{problem.id} ({bad.reason}); no update was made: fix the cause and rerun the same "
+                            f"command to resume from the last checkpoint")
+        return [1.0 if v.correct else 0.0 for v in verdicts]
 
     # ---- update --------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ import tasks as task_registry
 from tasks.base import Problem, Task, Verdict
 
 DEFAULT_DEADLINE_S = 10.0
+PREFLIGHT_DONE: set[str] = set()
 # added to a task's own check budget: the sandbox's start and the judge's replies around the tests
 CHECK_BUDGET_MARGIN_S = 5.0
 
@@ -76,6 +77,50 @@ class PoolStats:
     def hit_rate(self) -> float:
         answered = self.submitted - self.no_answer
         return self.cache_hits / answered if answered else 0.0
+
+
+def preflight(task_names: Iterable[str]) -> None:
+    """Before any model is loaded or sampled from: every task's verifier can judge here. A task's
+    `preflight()` (code tasks: the sandbox starts and judges a known-good and a known-bad program
+    correctly) raises a one-line `UserError` saying what to install or set; any other failure is turned
+    into one. Each task is checked once per process."""
+    from harness.errors import UserError
+
+    for name in task_registry.expand(list(task_names)):
+        if name in PREFLIGHT_DONE:
+            continue
+        check = getattr(task_registry.get(name), "preflight", None)
+        if callable(check):
+            try:
+                check()
+            except UserError:
+                raise
+            except Exception as e:
+                raise UserError(f"task {name}: its verifier cannot run here ({type(e).__name__}: {e})") from None
+        PREFLIGHT_DONE.add(name)
+
+
+def verifier_versions(task_names: Iterable[str]) -> dict:
+    """What a verdict depends on besides the harness's own code: the verifier libraries' versions and,
+    for tasks that run programs, the sandbox's isolation. Recorded in run.json (`verifiers`)."""
+    from importlib import metadata
+
+    names = task_registry.expand(list(task_names))
+    out: dict = {}
+    for dist in ("math-verify", "sympy", "latex2sympy2_extended", "reasoning-gym"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if any(task_registry.get(n).domain in ("code", "micro") for n in names):
+        from tasks.sandbox import sandbox_info
+
+        try:
+            info = sandbox_info()
+            out["sandbox"] = getattr(info, "as_dict", lambda: {"isolation": info.isolation})()
+        except Exception as e:   # recorded, not raised: the preflight reports a sandbox that cannot run
+            out["sandbox"] = {"isolation": None, "error": str(e)[:200]}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -83,8 +83,51 @@ def test_metrics_per_problem_and_health(tmp_path):
     m = run.read_metrics()["tasks"]["t"]
     assert m["problems"] == {"a": [2, 1], "b": [2, 0]}
     assert m["curve"]["ks"] == [1, 2] and m["curve"]["mean"] == pytest.approx([0.25, 0.5])
-    assert (m["truncation_rate"], m["no_answer_rate"], m["verify_timeouts"], m["mean_tokens"]) == (0.25, 0.25, 1, 25)
+    assert (m["truncation_rate"], m["no_answer_rate"], m["errors"], m["mean_tokens"]) == (0.25, 0.25, 0, 25)
     assert m["domain"] == "math"
+
+
+def err(i, pid="p0"):
+    return {**rec(i, pid, False), "outcome": "error", "reason": "error: sandbox: cannot start",
+            "completion": f"text {i}"}
+
+
+def test_errors_are_left_out_of_pass_at_k_and_counted(tmp_path):
+    """A sample the verifier could not judge is neither right nor wrong: (n, c) count judged samples only,
+    the errors are counted per task and per problem, and the curve stops at the smallest judged n."""
+    run = Run.create(tmp_path / "r", {**SETTINGS, "n": 4, "tasks": {"t": {"domain": "math", "problems": 2}}})
+    run.append_samples([rec(0, "a", True), rec(1, "a", False), err(2, "a"), err(3, "a"),
+                        rec(0, "b", True), rec(1, "b", True), rec(2, "b", False), rec(3, "b", False)])
+    m = compute_metrics(run, iterations=50)["tasks"]["t"]
+    assert m["problems"] == {"a": [2, 1], "b": [4, 2]}
+    assert m["errors"] == 2 and m["problem_errors"] == {"a": 2}
+    assert m["curve"]["ks"] == [1, 2] and m["curve"]["mean"][0] == pytest.approx(0.5)
+    # a problem with no judged sample at all is kept (marked) but not scored
+    run2 = Run.create(tmp_path / "r2", {**SETTINGS, "n": 2, "tasks": {"t": {"domain": "math", "problems": 2}}})
+    run2.append_samples([err(0, "a"), err(1, "a"), rec(0, "b", True), rec(1, "b", False)])
+    m2 = compute_metrics(run2, iterations=50)["tasks"]["t"]
+    assert m2["problems"] == {"a": [0, 0], "b": [2, 1]} and m2["curve"]["problems"] == 1
+    assert m2["no_answer_rate"] == 0.0
+
+
+def test_a_later_judged_record_supersedes_an_error(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    run.append_samples([err(0), rec(1, ok=True)])
+    assert run.done_keys() == {("t", "p0", 1)}
+    assert [r["sample_index"] for r in run.error_samples()] == [0]
+    run.append_samples([{**rec(0, ok=True), "outcome": "correct"}])
+    assert run.done_keys() == {("t", "p0", 0), ("t", "p0", 1)} and run.error_samples() == []
+    assert compute_metrics(run, iterations=10)["tasks"]["t"]["problems"] == {"p0": [2, 2]}
+    # a judged record is never replaced by a later one (first judged wins, as for duplicates)
+    run.append_samples([{**rec(0, ok=False), "outcome": "incorrect"}])
+    assert compute_metrics(run, iterations=10)["tasks"]["t"]["problems"] == {"p0": [2, 2]}
+
+
+def test_outcome_must_agree_with_correct(tmp_path):
+    run = Run.create(tmp_path / "r", SETTINGS)
+    run.append_samples([{**rec(0, ok=False), "outcome": "correct"}])
+    with pytest.raises(UserError, match="field 'outcome'"):
+        list(run.iter_samples())
 
 
 @pytest.mark.parametrize("make,match", [
