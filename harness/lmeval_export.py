@@ -342,7 +342,7 @@ def verify_samples(resps: Sequence[Sequence[str]], docs: Sequence[dict], deadlin
     `VerifierPool` at once: checks run in worker processes under a hard deadline (code in our sandbox),
     never in lm-eval's process, and repeated answers are checked once."""
     from harness.task_options import configured_task
-    from harness.verifier_pool import VerifierPool
+    from harness.verifier_pool import VerifierPool, retry_errors
 
     problems = [_problem(d) for d in docs]
     # the task as configured by the export's options (they act through `extract`, which runs here)
@@ -356,7 +356,11 @@ def verify_samples(resps: Sequence[Sequence[str]], docs: Sequence[dict], deadlin
     modules = sorted({type(task_registry.get(p.task)).__module__ for p in problems})
     cap = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     with VerifierPool(workers=min(cap, len(items)), deadline_s=deadline_s, preload=modules) as pool:
-        verdicts = pool.verify_many(items)
+        verdicts = retry_errors(pool, items, pool.verify_many(items))
+    failed = [v for v in verdicts if v.error]
+    if failed:   # lm-eval has no place for "not judged": a wrong answer would be a wrong number
+        raise RuntimeError(f"{TASK_PREFIX}{problems[0].task}: the verifier could not judge {len(failed)} of "
+                           f"{len(verdicts)} samples ({failed[0].reason}); no result is reported")
     out, i = [], 0
     for texts in resps:
         out.append([{"correct": bool(v.correct), "score": float(v.score), "extracted": v.extracted,

@@ -454,10 +454,9 @@ class Trainer:
         """1.0 / 0.0 per rollout. A verdict the verifier could not give (an error: the sandbox did not
         start, a check timed out) is never a reward of 0: it is checked once more, and if it fails again the
         step stops with a one-line error before any update (a resume starts from the last checkpoint)."""
-        verdicts = [f.result().verdict for f in futures]
-        for j, v in enumerate(verdicts):
-            if v.error:
-                verdicts[j] = pool.submit(task, problem, comps[j].text).result().verdict
+        from harness.verifier_pool import retry_errors
+
+        verdicts = retry_errors(pool, [(task, problem, c.text) for c in comps], [f.result().verdict for f in futures])
         bad = next((v for v in verdicts if v.error), None)
         if bad is not None:
             raise UserError(f"step {step + 1}: the verifier could not judge a rollout of {task.name} problem "

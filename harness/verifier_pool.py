@@ -100,6 +100,19 @@ def preflight(task_names: Iterable[str]) -> None:
         PREFLIGHT_DONE.add(name)
 
 
+def retry_errors(pool: VerifierPool, items: Sequence[tuple[str | Task, Problem, str]],
+                 verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """`verdicts` of `items`, with each error checked once more (errors are never cached, so the check
+    runs again). For callers that need a judgement now (a training reward, lm-eval's metric) and must
+    not turn an error into a score: an error that remains is theirs to raise."""
+    out = list(verdicts)
+    again = [i for i, v in enumerate(out) if v.error]
+    if again:
+        for i, v in zip(again, pool.verify_many([items[i] for i in again]), strict=True):
+            out[i] = v
+    return out
+
+
 def verifier_versions(task_names: Iterable[str]) -> dict:
     """What a verdict depends on besides the harness's own code: the verifier libraries' versions and,
     for tasks that run programs, the sandbox's isolation. Recorded in run.json (`verifiers`)."""

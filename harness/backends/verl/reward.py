@@ -89,7 +89,14 @@ atexit.register(close_pool)
 def compute_score(data_source: str, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None,
                   **kwargs: Any) -> dict[str, float]:
     """{"score": 1.0 or 0.0, "acc": same} for one completion; extra keyword arguments are ignored."""
+    from harness.verifier_pool import retry_errors
+
     problem = problem_from_extra_info(extra_info)
-    verdict = _pool().submit(problem.task, problem, solution_str).result().verdict
+    pool = _pool()
+    item = (problem.task, problem, solution_str)
+    (verdict,) = retry_errors(pool, [item], [pool.submit(*item).result().verdict])
+    if verdict.error:   # never a reward of 0 for a completion nobody judged
+        raise RuntimeError(f"rlvr reward: the verifier could not judge a completion of {problem.task} problem "
+                           f"{problem.id} ({verdict.reason})")
     score = 1.0 if verdict.correct else 0.0
     return {"score": score, "acc": score}
