@@ -12,6 +12,8 @@ Prompt templates (benchmarks.md section 3), selected by name and recorded by the
 
 Checking is math-verify: `verify(parse(gold), parse(pred))`, gold first (its comparison is
 asymmetric). Both sides are parsed from `\\boxed{...}` so that they go through the same normalisation.
+`answers_match` compares a numeral with its base as a subscript (`1011_2`, MATH's number theory) by its
+value, which math-verify misreads (it drops the subscript).
 `check` runs in a verifier-pool worker's main thread, where math-verify's signal-based timeouts work.
 """
 
@@ -156,14 +158,20 @@ def _real_value(parsed: tuple) -> float | None:
 def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_tol: float | None = None) -> bool:
     """Is `candidate` (an extracted answer) equivalent to the gold answer string?
 
-    math-verify first; then, when the task allows a numeric tolerance and both sides are plain real
-    numbers, |pred - gold| <= max(rel_tol * |gold|, abs_tol).
+    1. When either side is a numeral in a stated base (`base_value`), the two sides are compared by value
+       and math-verify's own reading (which drops the subscript) is not used: see `_base_match`.
+    2. math-verify.
+    3. When the task allows a numeric tolerance and both sides are plain real numbers,
+       |pred - gold| <= max(rel_tol * |gold|, abs_tol).
     """
+    _, verify_timeout = _timeouts()
+    gold_base, cand_base = base_value(gold), base_value(candidate)
+    if gold_base is not None or cand_base is not None:
+        return _base_match(gold, candidate, gold_base, cand_base, verify_timeout)
     gold_parsed = parse_gold(gold)
     pred_parsed = parse_answer(candidate)
     if not gold_parsed or not pred_parsed:
         return False
-    _, verify_timeout = _timeouts()
     if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
               allow_set_relation_comp=True):
         return True
@@ -188,6 +196,83 @@ def _within_tolerance(gold_parsed: tuple, pred_parsed: tuple, rel_tol: float | N
     if half_unit is not None:
         rel = min(rel, half_unit)
     return abs(p - g) <= max(rel, abs_tol or 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# numerals in a stated base
+
+# After `\\text{}`-like wrappers and spaces are dropped: an optional sign, the digits (0-9 and capital
+# letters, with a fractional part or not, bare or in parentheses), `_`, and the base: a decimal number
+# (`_2`, `_{11}`, `_{(8)}`) or one lowercase letter (`_b`, for "in base b").
+MAX_BASE_DIGITS = 256    # longer digit strings are read as math-verify reads them (int() refuses > 4300)
+_BASE_DIGITS = r"[+-]?[0-9A-Z]+(?:\.[0-9A-Z]+)?"
+_BASE_SUBSCRIPT = r"\d+|[a-z]"
+_BASE_NUMERAL = re.compile(rf"([+-]?)(?:({_BASE_DIGITS})|\(({_BASE_DIGITS})\))"
+                           rf"_(?:({_BASE_SUBSCRIPT})|\{{({_BASE_SUBSCRIPT})\}}|\{{\(({_BASE_SUBSCRIPT})\)\}})")
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textrm|textnormal|mathrm|mbox)\s*\{([^{}]*)\}")
+
+
+@functools.lru_cache(maxsize=8192)
+def base_value(answer: str) -> sympy.Expr | None:
+    """The value of `answer` when the whole answer is one numeral with its base as a subscript, else None.
+
+    The forms of MATH's number-theory golds and of models' answers: `1011_2`, `1011_{2}`, `4210_{5}`,
+    `\\text{4210}_{5}`, `(1011)_2`, `1011_{(2)}`, `-221_3` (= -25), `0.0011_{2}` (= 3/16), `152A_{11}`
+    (capital letters are the digits from 10 up); `321_b` (a base named by a letter) is the polynomial
+    3b^2 + 2b + 1. The digits must hold at least one of 0-9 (`A_{11}`, `F_n` are indexed names), a
+    numeric base lies in 2..36 and exceeds every digit (`1012_2` is not a numeral: its subscript is not
+    a base), and a letter base takes the digits 0-9 only.
+    """
+    s = re.sub(r"\s+", "", _TEXT_WRAPPER.sub(r"\1", answer)).replace("\\left(", "(").replace("\\right)", ")")
+    m = _BASE_NUMERAL.fullmatch(s)
+    if m is None:
+        return None
+    digits = m.group(2) or m.group(3)
+    base = m.group(4) or m.group(5) or m.group(6)
+    negative = (m.group(1) + digits[:1]).count("-") % 2 == 1
+    digits = digits.lstrip("+-")
+    if not any(ch.isdigit() for ch in digits) or len(digits) > MAX_BASE_DIGITS:
+        return None
+    whole, _, frac = digits.partition(".")
+    if base.isdigit():
+        b = int(base)
+        if not 2 <= b <= 36 or any(int(ch, 36) >= b for ch in whole + frac):
+            return None
+        value = sympy.Integer(int(whole, b)) + sympy.Rational(int(frac or "0", b), b ** len(frac))
+    else:
+        if not (whole + frac).isdigit():
+            return None
+        x = sympy.Symbol(base, real=True)   # as math-verify makes its symbols
+        value = sympy.Add(*(int(ch) * x ** k for k, ch in enumerate(reversed(whole))),
+                          *(int(ch) * x ** -(k + 1) for k, ch in enumerate(frac)))
+    return -value if negative else value
+
+
+def _base_match(gold: str, candidate: str, gold_base: sympy.Expr | None, cand_base: sympy.Expr | None,
+                verify_timeout: int | None) -> bool:
+    """Compare by value when either side is a numeral in a stated base (`base_value`).
+
+    The rule: a numeral means its value, and an answer without a base subscript is read as usual, in base
+    10. So against the gold `1011_2` (eleven) the answers `1011_2`, `1011_{2}`, `\\text{1011}_2`, `11`,
+    `11_{10}` and `102_3` are correct, and `1011_3` (31) and a bare `1011` (one thousand and eleven) are
+    not; the same the other way round (gold `11`: `1011_2` correct, gold `1011`: `1011_2` not).
+    Why: MATH writes every gold in a base other than 10 with its subscript (34 in MATH and MATH-500) and
+    its base-10 golds without one ("Express your answer in base 10"), so a bare number is a base-10 number
+    there too. The right value in base 10 where the question asked for base 2 is accepted, as the rest
+    of the checker judges values and not forms (math-verify accepts `0.5` where the question asks for a
+    common fraction); the gold's digits read in a wrong base, which math-verify alone accepts (it drops
+    the subscript), never are.
+    """
+    if gold_base is not None and cand_base is not None:
+        return sympy.expand(gold_base - cand_base) == 0
+    if gold_base is not None:
+        gold_parsed, pred_parsed = (gold_base,), parse_answer(candidate)
+    else:
+        gold_parsed, pred_parsed = parse_gold(gold), (cand_base,)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
+                  allow_set_relation_comp=True)
 
 
 _WRITTEN_NUMBER = re.compile(r"^\$?\s*[-+]?(\d*)(?:\.(\d*))?\s*(?:(?:[eE]|\\times\s*10\s*\^|\\cdot\s*10\s*\^|\*\s*10\s*\^)"
