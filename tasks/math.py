@@ -12,8 +12,9 @@ Prompt templates (benchmarks.md section 3), selected by name and recorded by the
 
 Checking is math-verify: `verify(parse(gold), parse(pred))`, gold first (its comparison is
 asymmetric). Both sides are parsed from `\\boxed{...}` so that they go through the same normalisation.
-`answers_match` compares a numeral with its base as a subscript (`1011_2`, MATH's number theory) by its
-value, which math-verify misreads (it drops the subscript).
+`answers_match` adds two rules for forms math-verify misreads: a numeral with its base as a subscript
+(`1011_2`, MATH's number theory) is compared by its value, and a column vector (`pmatrix`) matches the
+same entries written as a tuple `(1, 2)`.
 `check` runs in a verifier-pool worker's main thread, where math-verify's signal-based timeouts work.
 """
 
@@ -161,7 +162,9 @@ def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_t
     1. When either side is a numeral in a stated base (`base_value`), the two sides are compared by value
        and math-verify's own reading (which drops the subscript) is not used: see `_base_match`.
     2. math-verify.
-    3. When the task allows a numeric tolerance and both sides are plain real numbers,
+    3. When one side is a column vector and the other a tuple of as many entries, the tuple is read as
+       that column vector (`_vector_match`).
+    4. When the task allows a numeric tolerance and both sides are plain real numbers,
        |pred - gold| <= max(rel_tol * |gold|, abs_tol).
     """
     _, verify_timeout = _timeouts()
@@ -175,6 +178,9 @@ def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_t
     if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
               allow_set_relation_comp=True):
         return True
+    vector = _vector_match(gold, candidate, gold_parsed, pred_parsed, verify_timeout)
+    if vector is not None:
+        return vector
     if rel_tol is None and abs_tol is None:
         return False
     units = [u for u in (_half_unit(gold), _half_unit(candidate)) if u is not None]
@@ -273,6 +279,83 @@ def _base_match(gold: str, candidate: str, gold_base: sympy.Expr | None, cand_ba
         return False
     return verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
                   allow_set_relation_comp=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# column vectors written as tuples
+
+_TRANSPOSE = re.compile(r"\^\s*(?:\{\s*(?:T|\\top|\\intercal|\\mathsf\{T\})\s*\}|T|\\top|\\intercal)$")
+_VECTOR_BRACKETS = (("(", ")"), ("\\langle", "\\rangle"))
+
+
+def tuple_entries(answer: str) -> list[str] | None:
+    """The entries of `answer` when it is one tuple of two or more entries: `(1, 2)`, `\\left(1,2\\right)`,
+    `\\langle 1, 2 \\rangle`, and their transposes `(1, 2)^T`; else None. `(1,2),(3,4)` (two tuples) and
+    `[1, 2]` (an interval) are not one tuple."""
+    s = re.sub(r"\\(?:left|right)(?![a-zA-Z])\s*", "", answer).strip()
+    s = _TRANSPOSE.sub("", s).strip()
+    for open_, close in _VECTOR_BRACKETS:
+        if not (s.startswith(open_) and s.endswith(close)):
+            continue
+        inner = s[len(open_):len(s) - len(close)]
+        entries, depth, start, i = [], 0, 0, 0
+        while i < len(inner):
+            ch = inner[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch in "({[":
+                depth += 1
+            elif ch in ")}]":
+                depth -= 1
+                if depth < 0:
+                    return None          # the opening bracket closes before the end: not one tuple
+            elif ch == "," and depth == 0:
+                entries.append(inner[start:i].strip())
+                start = i + 1
+            i += 1
+        entries.append(inner[start:].strip())
+        if depth == 0 and len(entries) >= 2 and all(entries):
+            return entries
+        return None
+    return None
+
+
+def _column_length(parsed: tuple) -> int | None:
+    """n when math-verify read the answer as an n x 1 matrix (a column vector), n >= 2, or as `name = ` one."""
+    for p in parsed:
+        if isinstance(p, sympy.Eq):
+            p = p.rhs
+        if isinstance(p, sympy.MatrixBase):
+            return p.shape[0] if p.shape[1] == 1 and p.shape[0] >= 2 else None
+        if isinstance(p, sympy.Basic):
+            return None
+    return None
+
+
+def _as_column(entries: list[str]) -> tuple:
+    return parse_answer("\\begin{pmatrix}" + " \\\\ ".join(entries) + "\\end{pmatrix}")
+
+
+def _vector_match(gold: str, candidate: str, gold_parsed: tuple, pred_parsed: tuple,
+                  verify_timeout: int | None) -> bool | None:
+    """A column vector against a tuple of as many entries, the tuple read as that column vector, entry by
+    entry and in order (MATH writes vectors as `pmatrix` columns; models often write `(1, 2)`). Either side
+    may be the vector, and either may be written `v = ...` (math-verify compares such an equation by its
+    right side). None when the rule does not apply: neither side a column vector, the other side not
+    one tuple, or another number of entries. A row vector or a square matrix is never read as a tuple (a
+    row and a column vector with the same entries stay different matrices, as in math-verify)."""
+    for vector_parsed, other, vector_is_gold in ((gold_parsed, candidate, True), (pred_parsed, gold, False)):
+        n = _column_length(vector_parsed)
+        entries = tuple_entries(other.rsplit("=", 1)[-1]) if n else None   # `v = (1, 2)`: the right side
+        if entries is None or len(entries) != n:
+            continue
+        column = _as_column(entries)
+        if not column:
+            return False
+        g, p = (vector_parsed, column) if vector_is_gold else (column, vector_parsed)
+        return verify(list(g), list(p), timeout_seconds=verify_timeout)
+    return None
 
 
 _WRITTEN_NUMBER = re.compile(r"^\$?\s*[-+]?(\d*)(?:\.(\d*))?\s*(?:(?:[eE]|\\times\s*10\s*\^|\\cdot\s*10\s*\^|\*\s*10\s*\^)"

@@ -476,6 +476,78 @@ def test_base_golds_of_math_reject_their_digits_read_in_base_10(data_dir):
     assert seen == 34          # 28 in MATH (6 of them also in MATH-500), 6 in MATH-500
 
 
+COLUMN = "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"
+COLUMN3 = "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}"
+ROW = "\\begin{pmatrix} 1 & 2 \\end{pmatrix}"
+SQUARE = "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}"
+
+# A column vector matches a tuple of the same entries in the same order; (gold, answer, correct?), each
+# case holding with gold and answer swapped too.
+VECTOR_CASES = [
+    (COLUMN, "(1,2)", True),
+    (COLUMN, "(1, 2)", True),
+    (COLUMN, "\\left( 1, 2 \\right)", True),
+    (COLUMN, "\\langle 1, 2 \\rangle", True),
+    (COLUMN, "\\left\\langle 1,2\\right\\rangle", True),
+    (COLUMN, "(1, 2)^T", True),
+    (COLUMN, "(1,2)^{\\top}", True),
+    (COLUMN, "\\mathbf{v} = (1, 2)", True),
+    (COLUMN, "(\\frac{2}{2}, \\sqrt{4})", True),
+    (COLUMN, "\\begin{bmatrix} 1 \\\\ 2 \\end{bmatrix}", True),
+    (COLUMN, "(2, 1)", False),                    # other order
+    (COLUMN, "(1, 3)", False),                    # other entries
+    (COLUMN, "(1, 2, 0)", False),                 # other length
+    (COLUMN, "(1)", False),
+    (COLUMN, "[1, 2]", False),                    # an interval, not a tuple
+    (COLUMN, "(1, 2), (3, 4)", False),            # two tuples
+    (COLUMN, "(1, 2]", False),
+    (COLUMN, "\\{1, 2\\}", False),
+    (COLUMN, ROW, False),                         # a row vector is another matrix
+    (COLUMN, "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}", False),
+    (COLUMN3, "\\left(-\\frac{1}{3}, \\frac{2}{3}, \\frac{5}{3}\\right)", True),
+    (COLUMN3, "(-1/3, 2/3, 5/3)", True),
+    (COLUMN3, "(-1/3, 5/3, 2/3)", False),
+    (COLUMN3, "(-1/3, 2/3)", False),
+    (COLUMN3, "(1/3, 2/3, 5/3)", False),
+    (ROW, "(1, 2)", False),                       # only columns are read as tuples
+    (ROW, ROW, True),
+    (SQUARE, "(1, 2, 3, 4)", False),
+    (SQUARE, "((1, 2), (3, 4))", False),
+    (SQUARE, "(1, 2), (3, 4)", False),
+    (SQUARE, SQUARE, True),
+    ("\\begin{pmatrix} x \\\\ 2x \\end{pmatrix}", "(x, 2x)", True),
+    ("\\begin{pmatrix} x \\\\ 2x \\end{pmatrix}", "(2x, x)", False),
+]
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["gold-answer", "answer-gold"])
+@pytest.mark.parametrize("gold,answer,correct", VECTOR_CASES)
+def test_column_vectors_match_tuples(gold, answer, correct, swap):
+    if swap:
+        gold, answer = answer, gold
+    v = boxed("math500", gold, answer)
+    assert (v.correct, v.error) == (correct, False), v
+
+
+def test_vector_golds_of_math_match_their_tuples(data_dir):
+    """Every column-vector gold of MATH and MATH-500 matches its entries written as a tuple, and not the
+    tuple with the first two entries swapped (where they differ)."""
+    seen = 0
+    for name in ("math", "math500"):
+        task = tasks.get(name)
+        for p in task.load(data_dir):
+            m = re.fullmatch(r"\\begin\{pmatrix\}(.*)\\end\{pmatrix\}", p.answer)
+            if m is None or "&" in m.group(1):
+                continue
+            seen += 1
+            entries = [e.strip() for e in m.group(1).split("\\\\")]
+            assert task.check(p, task.extract(p, f"\\boxed{{({', '.join(entries)})}}")).correct, p.answer
+            swapped = [entries[1], entries[0], *entries[2:]]
+            if sympy.sympify(entries[0].replace(" ", "")) != sympy.sympify(entries[1].replace(" ", "")):
+                assert not task.check(p, task.extract(p, f"\\boxed{{({', '.join(swapped)})}}")).correct, p.answer
+    assert seen > 50
+
+
 def test_olympiadbench_error_field_is_an_absolute_tolerance():
     assert boxed("olympiadbench", ["4.2"], "4.25", error="1e-1").correct
     assert not boxed("olympiadbench", ["4.2"], "4.4", error="1e-1").correct
