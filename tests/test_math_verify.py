@@ -642,3 +642,22 @@ def test_a_wrong_integer_is_rejected_for_every_integer_gold(suite_verdicts):
     assert len(wrong) > 700
     assert [lab for lab, v in wrong if v.correct] == []
 
+
+@pytest.mark.slow
+def test_every_full_math_gold_verifies_against_itself(data_dir):
+    """The full MATH test set (not in SUITE: 5,000 problems, a few minutes): every gold as the task grades
+    it (the solution's last box) verifies against itself, and a wrong integer does not."""
+    task = tasks.get("math")
+    items, labels = [], []
+    for p in task.load(data_dir):
+        items.append(("math", p, f"so the answer is \\boxed{{{p.answer}}}."))
+        labels.append(("gold", p.id, p.answer))
+        if re.fullmatch(r"-?\d+", p.answer):
+            items.append(("math", p, f"so the answer is \\boxed{{{int(p.answer) + 1}}}."))
+            labels.append(("wrong", p.id, p.answer))
+    with VerifierPool(deadline_s=30, preload=["tasks.math"]) as pool:
+        verdicts = pool.verify_many(items)
+        stats = pool.stats
+    assert stats.timeouts == 0 and stats.errors == 0
+    assert sum(lab[0] == "gold" for lab in labels) == 5000
+    assert [(lab, v.reason) for lab, v in zip(labels, verdicts) if (lab[0] == "gold") != v.correct] == []
