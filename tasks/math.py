@@ -12,6 +12,9 @@ Prompt templates (benchmarks.md section 3), selected by name and recorded by the
 
 Checking is math-verify: `verify(parse(gold), parse(pred))`, gold first (its comparison is
 asymmetric). Both sides are parsed from `\\boxed{...}` so that they go through the same normalisation.
+`answers_match` adds two rules for forms math-verify misreads: a numeral with its base as a subscript
+(`1011_2`, MATH's number theory) is compared by its value, and a column vector (`pmatrix`) matches the
+same entries written as a tuple `(1, 2)`.
 `check` runs in a verifier-pool worker's main thread, where math-verify's signal-based timeouts work.
 """
 
@@ -156,17 +159,28 @@ def _real_value(parsed: tuple) -> float | None:
 def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_tol: float | None = None) -> bool:
     """Is `candidate` (an extracted answer) equivalent to the gold answer string?
 
-    math-verify first; then, when the task allows a numeric tolerance and both sides are plain real
-    numbers, |pred - gold| <= max(rel_tol * |gold|, abs_tol).
+    1. When either side is a numeral in a stated base (`base_value`), the two sides are compared by value
+       and math-verify's own reading (which drops the subscript) is not used: see `_base_match`.
+    2. math-verify.
+    3. When one side is a column vector and the other a tuple of as many entries, the tuple is read as
+       that column vector (`_vector_match`).
+    4. When the task allows a numeric tolerance and both sides are plain real numbers,
+       |pred - gold| <= max(rel_tol * |gold|, abs_tol).
     """
+    _, verify_timeout = _timeouts()
+    gold_base, cand_base = base_value(gold), base_value(candidate)
+    if gold_base is not None or cand_base is not None:
+        return _base_match(gold, candidate, gold_base, cand_base, verify_timeout)
     gold_parsed = parse_gold(gold)
     pred_parsed = parse_answer(candidate)
     if not gold_parsed or not pred_parsed:
         return False
-    _, verify_timeout = _timeouts()
     if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
               allow_set_relation_comp=True):
         return True
+    vector = _vector_match(gold, candidate, gold_parsed, pred_parsed, verify_timeout)
+    if vector is not None:
+        return vector
     if rel_tol is None and abs_tol is None:
         return False
     units = [u for u in (_half_unit(gold), _half_unit(candidate)) if u is not None]
@@ -188,6 +202,160 @@ def _within_tolerance(gold_parsed: tuple, pred_parsed: tuple, rel_tol: float | N
     if half_unit is not None:
         rel = min(rel, half_unit)
     return abs(p - g) <= max(rel, abs_tol or 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# numerals in a stated base
+
+# After `\\text{}`-like wrappers and spaces are dropped: an optional sign, the digits (0-9 and capital
+# letters, with a fractional part or not, bare or in parentheses), `_`, and the base: a decimal number
+# (`_2`, `_{11}`, `_{(8)}`) or one lowercase letter (`_b`, for "in base b").
+MAX_BASE_DIGITS = 256    # longer digit strings are read as math-verify reads them (int() refuses > 4300)
+_BASE_DIGITS = r"[+-]?[0-9A-Z]+(?:\.[0-9A-Z]+)?"
+_BASE_SUBSCRIPT = r"\d+|[a-z]"
+_BASE_NUMERAL = re.compile(rf"([+-]?)(?:({_BASE_DIGITS})|\(({_BASE_DIGITS})\))"
+                           rf"_(?:({_BASE_SUBSCRIPT})|\{{({_BASE_SUBSCRIPT})\}}|\{{\(({_BASE_SUBSCRIPT})\)\}})")
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textrm|textnormal|mathrm|mbox)\s*\{([^{}]*)\}")
+
+
+@functools.lru_cache(maxsize=8192)
+def base_value(answer: str) -> sympy.Expr | None:
+    """The value of `answer` when the whole answer is one numeral with its base as a subscript, else None.
+
+    The forms of MATH's number-theory golds and of models' answers: `1011_2`, `1011_{2}`, `4210_{5}`,
+    `\\text{4210}_{5}`, `(1011)_2`, `1011_{(2)}`, `-221_3` (= -25), `0.0011_{2}` (= 3/16), `152A_{11}`
+    (capital letters are the digits from 10 up); `321_b` (a base named by a letter) is the polynomial
+    3b^2 + 2b + 1. The digits must hold at least one of 0-9 (`A_{11}`, `F_n` are indexed names), a
+    numeric base lies in 2..36 and exceeds every digit (`1012_2` is not a numeral: its subscript is not
+    a base), and a letter base takes the digits 0-9 only.
+    """
+    s = re.sub(r"\s+", "", _TEXT_WRAPPER.sub(r"\1", answer)).replace("\\left(", "(").replace("\\right)", ")")
+    m = _BASE_NUMERAL.fullmatch(s)
+    if m is None:
+        return None
+    digits = m.group(2) or m.group(3)
+    base = m.group(4) or m.group(5) or m.group(6)
+    negative = (m.group(1) + digits[:1]).count("-") % 2 == 1
+    digits = digits.lstrip("+-")
+    if not any(ch.isdigit() for ch in digits) or len(digits) > MAX_BASE_DIGITS:
+        return None
+    whole, _, frac = digits.partition(".")
+    if base.isdigit():
+        b = int(base)
+        if not 2 <= b <= 36 or any(int(ch, 36) >= b for ch in whole + frac):
+            return None
+        value = sympy.Integer(int(whole, b)) + sympy.Rational(int(frac or "0", b), b ** len(frac))
+    else:
+        if not (whole + frac).isdigit():
+            return None
+        x = sympy.Symbol(base, real=True)   # as math-verify makes its symbols
+        value = sympy.Add(*(int(ch) * x ** k for k, ch in enumerate(reversed(whole))),
+                          *(int(ch) * x ** -(k + 1) for k, ch in enumerate(frac)))
+    return -value if negative else value
+
+
+def _base_match(gold: str, candidate: str, gold_base: sympy.Expr | None, cand_base: sympy.Expr | None,
+                verify_timeout: int | None) -> bool:
+    """Compare by value when either side is a numeral in a stated base (`base_value`).
+
+    The rule: a numeral means its value, and an answer without a base subscript is read as usual, in base
+    10. So against the gold `1011_2` (eleven) the answers `1011_2`, `1011_{2}`, `\\text{1011}_2`, `11`,
+    `11_{10}` and `102_3` are correct, and `1011_3` (31) and a bare `1011` (one thousand and eleven) are
+    not; the same the other way round (gold `11`: `1011_2` correct, gold `1011`: `1011_2` not).
+    Why: MATH writes every gold in a base other than 10 with its subscript (34 in MATH and MATH-500) and
+    its base-10 golds without one ("Express your answer in base 10"), so a bare number is a base-10 number
+    there too. The right value in base 10 where the question asked for base 2 is accepted, as the rest
+    of the checker judges values and not forms (math-verify accepts `0.5` where the question asks for a
+    common fraction); the gold's digits read in a wrong base, which math-verify alone accepts (it drops
+    the subscript), never are.
+    """
+    if gold_base is not None and cand_base is not None:
+        return sympy.expand(gold_base - cand_base) == 0
+    if gold_base is not None:
+        gold_parsed, pred_parsed = (gold_base,), parse_answer(candidate)
+    else:
+        gold_parsed, pred_parsed = parse_gold(gold), (cand_base,)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
+                  allow_set_relation_comp=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# column vectors written as tuples
+
+_TRANSPOSE = re.compile(r"\^\s*(?:\{\s*(?:T|\\top|\\intercal|\\mathsf\{T\})\s*\}|T|\\top|\\intercal)$")
+_VECTOR_BRACKETS = (("(", ")"), ("\\langle", "\\rangle"))
+
+
+def tuple_entries(answer: str) -> list[str] | None:
+    """The entries of `answer` when it is one tuple of two or more entries: `(1, 2)`, `\\left(1,2\\right)`,
+    `\\langle 1, 2 \\rangle`, and their transposes `(1, 2)^T`; else None. `(1,2),(3,4)` (two tuples) and
+    `[1, 2]` (an interval) are not one tuple."""
+    s = re.sub(r"\\(?:left|right)(?![a-zA-Z])\s*", "", answer).strip()
+    s = _TRANSPOSE.sub("", s).strip()
+    for open_, close in _VECTOR_BRACKETS:
+        if not (s.startswith(open_) and s.endswith(close)):
+            continue
+        inner = s[len(open_):len(s) - len(close)]
+        entries, depth, start, i = [], 0, 0, 0
+        while i < len(inner):
+            ch = inner[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch in "({[":
+                depth += 1
+            elif ch in ")}]":
+                depth -= 1
+                if depth < 0:
+                    return None          # the opening bracket closes before the end: not one tuple
+            elif ch == "," and depth == 0:
+                entries.append(inner[start:i].strip())
+                start = i + 1
+            i += 1
+        entries.append(inner[start:].strip())
+        if depth == 0 and len(entries) >= 2 and all(entries):
+            return entries
+        return None
+    return None
+
+
+def _column_length(parsed: tuple) -> int | None:
+    """n when math-verify read the answer as an n x 1 matrix (a column vector), n >= 2, or as `name = ` one."""
+    for p in parsed:
+        if isinstance(p, sympy.Eq):
+            p = p.rhs
+        if isinstance(p, sympy.MatrixBase):
+            return p.shape[0] if p.shape[1] == 1 and p.shape[0] >= 2 else None
+        if isinstance(p, sympy.Basic):
+            return None
+    return None
+
+
+def _as_column(entries: list[str]) -> tuple:
+    return parse_answer("\\begin{pmatrix}" + " \\\\ ".join(entries) + "\\end{pmatrix}")
+
+
+def _vector_match(gold: str, candidate: str, gold_parsed: tuple, pred_parsed: tuple,
+                  verify_timeout: int | None) -> bool | None:
+    """A column vector against a tuple of as many entries, the tuple read as that column vector, entry by
+    entry and in order (MATH writes vectors as `pmatrix` columns; models often write `(1, 2)`). Either side
+    may be the vector, and either may be written `v = ...` (math-verify compares such an equation by its
+    right side). None when the rule does not apply: neither side a column vector, the other side not
+    one tuple, or another number of entries. A row vector or a square matrix is never read as a tuple (a
+    row and a column vector with the same entries stay different matrices, as in math-verify)."""
+    for vector_parsed, other, vector_is_gold in ((gold_parsed, candidate, True), (pred_parsed, gold, False)):
+        n = _column_length(vector_parsed)
+        entries = tuple_entries(other.rsplit("=", 1)[-1]) if n else None   # `v = (1, 2)`: the right side
+        if entries is None or len(entries) != n:
+            continue
+        column = _as_column(entries)
+        if not column:
+            return False
+        g, p = (vector_parsed, column) if vector_is_gold else (column, vector_parsed)
+        return verify(list(g), list(p), timeout_seconds=verify_timeout)
+    return None
 
 
 _WRITTEN_NUMBER = re.compile(r"^\$?\s*[-+]?(\d*)(?:\.(\d*))?\s*(?:(?:[eE]|\\times\s*10\s*\^|\\cdot\s*10\s*\^|\*\s*10\s*\^)"

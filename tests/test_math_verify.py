@@ -8,6 +8,7 @@ import re
 import threading
 
 import pytest
+import sympy
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -380,6 +381,173 @@ def test_equivalence_cases(task, gold, answer, correct):
     assert v.score == float(correct)
 
 
+# A numeral with its base as a subscript means its value; an answer without one is read in base 10.
+# (gold, answer, correct?); each case holds with gold and answer swapped too.
+BASE_CASES = [
+    ("1011_2", "1011_2", True),
+    ("1011_2", "1011_{2}", True),
+    ("1011_2", "\\text{1011}_2", True),
+    ("1011_2", "(1011)_2", True),
+    ("1011_2", "1011_{(2)}", True),
+    ("1011_2", "01011_2", True),
+    ("1011_2", "11", True),                       # the value, in base 10
+    ("1011_2", "11_{10}", True),
+    ("1011_2", "102_3", True),                    # the same value in another base
+    ("1011_2", "1011_3", False),                  # the gold's digits in a wrong base (31)
+    ("1011_2", "1011", False),                    # ... or in base 10 (one thousand and eleven)
+    ("1011_2", "1011_{10}", False),
+    ("1011_2", "12", False),
+    ("1011_2", "1100_2", False),
+    ("4210_{5}", "\\text{4210}_{5}", True),
+    ("4210_{5}", "4210_5", True),
+    ("4210_{5}", "555", True),
+    ("4210_{5}", "4210", False),
+    ("4210_{5}", "4210_{6}", False),
+    ("4210_{5}", "\\text{4210}", False),
+    ("152A_{11}", "152A_{11}", True),             # capital letters are digits from 10 up
+    ("152A_{11}", "1968", True),
+    ("152A_{11}", "152A", False),
+    ("152A_{11}", "152A_{12}", False),
+    ("152A_{11}", "152a_{11}", False),            # a lowercase letter is a variable
+    ("-221_3", "-221_3", True),
+    ("-221_3", "-25", True),
+    ("-221_3", "221_3", False),
+    ("-221_3", "-221", False),
+    ("0.0011_{2}", "0.0011_2", True),
+    ("0.0011_{2}", "\\frac{3}{16}", True),
+    ("0.0011_{2}", "0.1875", True),
+    ("0.0011_{2}", "0.0011", False),
+    ("8_9", "8", True),                           # one digit: the same in every base it is a digit of
+    ("8_9", "8_{10}", True),
+    ("8_9", "10_8", True),
+    ("8_9", "9", False),
+    ("10_b", "10_{b}", True),                     # a base named by a letter: 10_b is b
+    ("10_b", "b", True),
+    ("321_b", "3b^2+2b+1", True),
+    ("10_b", "10", False),
+    ("10_b", "11_b", False),
+    ("10_b", "10_c", False),
+    ("x_2", "x_2", True),                         # indexed names are not numerals
+    ("F_{10}", "F_{10}", True),
+    ("a_{11}+1", "1+a_{11}", True),
+]
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["gold-answer", "answer-gold"])
+@pytest.mark.parametrize("gold,answer,correct", BASE_CASES)
+def test_base_numerals_compare_by_value(gold, answer, correct, swap):
+    if swap:
+        gold, answer = answer, gold
+    v = boxed("math500", gold, answer)
+    assert (v.correct, v.error) == (correct, False), v
+
+
+@pytest.mark.parametrize("answer,value", [
+    ("1011_2", 11), ("\\text{4210}_{5}", 555), ("4210_{(5)}", 555), ("-221_3", -25), ("+12_3", 5),
+    ("0.0011_{2}", sympy.Rational(3, 16)), ("152A_{11}", 1968), ("(1011)_{2}", 11), ("1 011_ 2", 11),
+    ("10_{36}", 36), ("Z1_{36}", 1261),
+    ("1011", None), ("1012_2", None), ("1011_1", None), ("1011_{37}", None), ("A_{11}", None), ("x_2", None),
+    ("F_n", None), ("a_{10}", None), ("2A_b", None), ("1011_2 + 1", None), ("\\log_{2} 8", None), ("10_{b+1}", None),
+])
+def test_base_value_reads_the_numeral_forms(answer, value):
+    got = math_tasks.base_value(answer)
+    assert got == value if value is not None else got is None
+
+
+def test_base_golds_of_math_reject_their_digits_read_in_base_10(data_dir):
+    """Every subscripted-base gold of MATH and MATH-500: itself and its value are correct, its bare digits
+    (a base-10 number) and its digits in the next base are not (where they are another number)."""
+    seen = 0
+    for name in ("math", "math500"):
+        task = tasks.get(name)
+        for p in task.load(data_dir):
+            value = math_tasks.base_value(p.answer)
+            if value is None:
+                continue
+            seen += 1
+            digits, base = re.fullmatch(r"(-?[0-9A-Z.]+)_\{?(\d+)\}?", p.answer).groups()
+            assert task.check(p, task.extract(p, f"\\boxed{{{p.answer}}}")).correct
+            assert task.check(p, task.extract(p, f"\\boxed{{{value}}}")).correct, (p.answer, value)
+            next_base = f"{digits}_{{{int(base) + 1}}}"
+            if math_tasks.base_value(next_base) != value:                 # not a single digit (8_9)
+                assert not task.check(p, task.extract(p, f"\\boxed{{{next_base}}}")).correct, p.answer
+            if re.fullmatch(r"-?[\d.]+", digits) and sympy.Rational(digits) != value:
+                assert not task.check(p, task.extract(p, f"\\boxed{{{digits}}}")).correct, p.answer
+    assert seen == 34          # 28 in MATH (6 of them also in MATH-500), 6 in MATH-500
+
+
+COLUMN = "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"
+COLUMN3 = "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}"
+ROW = "\\begin{pmatrix} 1 & 2 \\end{pmatrix}"
+SQUARE = "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}"
+
+# A column vector matches a tuple of the same entries in the same order; (gold, answer, correct?), each
+# case holding with gold and answer swapped too.
+VECTOR_CASES = [
+    (COLUMN, "(1,2)", True),
+    (COLUMN, "(1, 2)", True),
+    (COLUMN, "\\left( 1, 2 \\right)", True),
+    (COLUMN, "\\langle 1, 2 \\rangle", True),
+    (COLUMN, "\\left\\langle 1,2\\right\\rangle", True),
+    (COLUMN, "(1, 2)^T", True),
+    (COLUMN, "(1,2)^{\\top}", True),
+    (COLUMN, "\\mathbf{v} = (1, 2)", True),
+    (COLUMN, "(\\frac{2}{2}, \\sqrt{4})", True),
+    (COLUMN, "\\begin{bmatrix} 1 \\\\ 2 \\end{bmatrix}", True),
+    (COLUMN, "(2, 1)", False),                    # other order
+    (COLUMN, "(1, 3)", False),                    # other entries
+    (COLUMN, "(1, 2, 0)", False),                 # other length
+    (COLUMN, "(1)", False),
+    (COLUMN, "[1, 2]", False),                    # an interval, not a tuple
+    (COLUMN, "(1, 2), (3, 4)", False),            # two tuples
+    (COLUMN, "(1, 2]", False),
+    (COLUMN, "\\{1, 2\\}", False),
+    (COLUMN, ROW, False),                         # a row vector is another matrix
+    (COLUMN, "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}", False),
+    (COLUMN3, "\\left(-\\frac{1}{3}, \\frac{2}{3}, \\frac{5}{3}\\right)", True),
+    (COLUMN3, "(-1/3, 2/3, 5/3)", True),
+    (COLUMN3, "(-1/3, 5/3, 2/3)", False),
+    (COLUMN3, "(-1/3, 2/3)", False),
+    (COLUMN3, "(1/3, 2/3, 5/3)", False),
+    (ROW, "(1, 2)", False),                       # only columns are read as tuples
+    (ROW, ROW, True),
+    (SQUARE, "(1, 2, 3, 4)", False),
+    (SQUARE, "((1, 2), (3, 4))", False),
+    (SQUARE, "(1, 2), (3, 4)", False),
+    (SQUARE, SQUARE, True),
+    ("\\begin{pmatrix} x \\\\ 2x \\end{pmatrix}", "(x, 2x)", True),
+    ("\\begin{pmatrix} x \\\\ 2x \\end{pmatrix}", "(2x, x)", False),
+]
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["gold-answer", "answer-gold"])
+@pytest.mark.parametrize("gold,answer,correct", VECTOR_CASES)
+def test_column_vectors_match_tuples(gold, answer, correct, swap):
+    if swap:
+        gold, answer = answer, gold
+    v = boxed("math500", gold, answer)
+    assert (v.correct, v.error) == (correct, False), v
+
+
+def test_vector_golds_of_math_match_their_tuples(data_dir):
+    """Every column-vector gold of MATH and MATH-500 matches its entries written as a tuple, and not the
+    tuple with the first two entries swapped (where they differ)."""
+    seen = 0
+    for name in ("math", "math500"):
+        task = tasks.get(name)
+        for p in task.load(data_dir):
+            m = re.fullmatch(r"\\begin\{pmatrix\}(.*)\\end\{pmatrix\}", p.answer)
+            if m is None or "&" in m.group(1):
+                continue
+            seen += 1
+            entries = [e.strip() for e in m.group(1).split("\\\\")]
+            assert task.check(p, task.extract(p, f"\\boxed{{({', '.join(entries)})}}")).correct, p.answer
+            swapped = [entries[1], entries[0], *entries[2:]]
+            if sympy.sympify(entries[0].replace(" ", "")) != sympy.sympify(entries[1].replace(" ", "")):
+                assert not task.check(p, task.extract(p, f"\\boxed{{({', '.join(swapped)})}}")).correct, p.answer
+    assert seen > 50
+
+
 def test_olympiadbench_error_field_is_an_absolute_tolerance():
     assert boxed("olympiadbench", ["4.2"], "4.25", error="1e-1").correct
     assert not boxed("olympiadbench", ["4.2"], "4.4", error="1e-1").correct
@@ -473,3 +641,23 @@ def test_a_wrong_integer_is_rejected_for_every_integer_gold(suite_verdicts):
     wrong = [(lab, v) for lab, v in suite_verdicts if lab[0] == "wrong"]
     assert len(wrong) > 700
     assert [lab for lab, v in wrong if v.correct] == []
+
+
+@pytest.mark.slow
+def test_every_full_math_gold_verifies_against_itself(data_dir):
+    """The full MATH test set (not in SUITE: 5,000 problems, a few minutes): every gold as the task grades
+    it (the solution's last box) verifies against itself, and a wrong integer does not."""
+    task = tasks.get("math")
+    items, labels = [], []
+    for p in task.load(data_dir):
+        items.append(("math", p, f"so the answer is \\boxed{{{p.answer}}}."))
+        labels.append(("gold", p.id, p.answer))
+        if re.fullmatch(r"-?\d+", p.answer):
+            items.append(("math", p, f"so the answer is \\boxed{{{int(p.answer) + 1}}}."))
+            labels.append(("wrong", p.id, p.answer))
+    with VerifierPool(deadline_s=30, preload=["tasks.math"]) as pool:
+        verdicts = pool.verify_many(items)
+        stats = pool.stats
+    assert stats.timeouts == 0 and stats.errors == 0
+    assert sum(lab[0] == "gold" for lab in labels) == 5000
+    assert [(lab, v.reason) for lab, v in zip(labels, verdicts) if (lab[0] == "gold") != v.correct] == []
