@@ -100,8 +100,13 @@ def choose_tokens(logits, uniforms, params: SamplingParams):
     else:
         order = None  # inverse-CDF sampling is exact in any token order: no sort needed
     cum = torch.cumsum(probs, dim=-1)
-    u = torch.as_tensor(uniforms, dtype=cum.dtype, device=cum.device)
-    j = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1), right=True).clamp_(max=cum.shape[-1] - 1)
+    total = cum[:, -1:]
+    u = torch.as_tensor(uniforms, dtype=cum.dtype, device=cum.device).unsqueeze(-1)
+    # u < 1, but u * total can round up to total (u itself rounds to 1.0 in float32 from 1 - 2**-25 on), and a
+    # target of total would fall past the last kept token: the target stays below total, so the chosen token
+    # always has a probability > 0
+    target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    j = torch.searchsorted(cum, target, right=True).clamp_(max=cum.shape[-1] - 1)   # (a NaN row: stay in range)
     return (j if order is None else order.gather(-1, j)).squeeze(-1)
 
 
