@@ -79,30 +79,65 @@ def counter_uniforms(seeds: np.ndarray, step) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def choose_tokens(logits, uniforms, params: SamplingParams):
-    """Next token per row from logits [B, V] and uniforms [B] (temperature, top-k, top-p)."""
+def _filtered(logits, params: SamplingParams):
+    """(probs, order): the unnormalised probabilities `choose_tokens` draws from ([B, V]) and, where they are
+    sorted, the token id at each position (None: vocabulary order). Filtered tokens have probability 0."""
     import torch
 
-    if params.temperature == 0:
-        return logits.argmax(dim=-1)
     scaled = logits.float()
     if params.temperature != 1.0:        # dividing by 1 changes nothing: skip the operation
         scaled = scaled / params.temperature
     if params.top_k and params.top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)
-    if params.top_p < 1.0:
-        probs, order = torch.sort(probs, dim=-1, descending=True)
-        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
-        before = torch.cumsum(probs, dim=-1) - probs
-        probs = probs.masked_fill(before >= params.top_p, 0.0)
-    else:
-        order = None  # inverse-CDF sampling is exact in any token order: no sort needed
+    if params.top_p >= 1.0:
+        return torch.softmax(scaled, dim=-1), None   # inverse-CDF sampling is exact in any order: no sort needed
+    # transformers' TopPLogitsWarper (and vLLM's PyTorch top-p), operation for operation, so that the same tokens
+    # are kept, ties and rounding at the threshold included: sort ascending, drop the tokens whose cumulative mass
+    # from the least likely up is <= 1 - top_p, always keep the most likely one. Sampling walks the kept tokens
+    # from the most likely down.
+    asc, order = torch.sort(scaled, dim=-1)
+    probs = torch.softmax(asc, dim=-1)
+    drop = torch.cumsum(probs, dim=-1) <= 1 - params.top_p
+    drop[..., -1] = False
+    return probs.masked_fill(drop, 0.0).flip(-1), order.flip(-1)
+
+
+def choose_tokens(logits, uniforms, params: SamplingParams):
+    """Next token per row from logits [B, V] and uniforms [B] in [0, 1), by inverse-CDF sampling from the
+    distribution transformers' `generate(do_sample=True)` samples from with these settings: logits / temperature
+    (temperature 0: argmax), then top-k (every token tied with the k-th largest logit stays), then top-p (the
+    smallest set of most likely tokens whose mass reaches top_p, at least one), renormalised. Where tokens of equal
+    probability straddle the top-p threshold, only as many of them stay as that needs (as in transformers and vLLM):
+    those `torch.sort` puts last, the same ones as transformers' on the same logits. `token_distribution` gives
+    the distribution."""
+    import torch
+
+    if params.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs, order = _filtered(logits, params)
     cum = torch.cumsum(probs, dim=-1)
-    u = torch.as_tensor(uniforms, dtype=cum.dtype, device=cum.device)
-    j = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1), right=True).clamp_(max=cum.shape[-1] - 1)
+    total = cum[:, -1:]
+    u = torch.as_tensor(uniforms, dtype=cum.dtype, device=cum.device).unsqueeze(-1)
+    # u < 1, but u * total can round up to total (u itself rounds to 1.0 in float32 from 1 - 2**-25 on), and a
+    # target of total would fall past the last kept token: the target stays below total, so the chosen token
+    # always has a probability > 0
+    target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    j = torch.searchsorted(cum, target, right=True).clamp_(max=cum.shape[-1] - 1)   # (a NaN row: stay in range)
     return (j if order is None else order.gather(-1, j)).squeeze(-1)
+
+
+def token_distribution(logits, params: SamplingParams):
+    """The distribution `choose_tokens` draws the next token from, [B, V] in vocabulary order, rows summing to 1
+    (temperature 0: all mass on the argmax)."""
+    import torch
+
+    if params.temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
+    probs, order = _filtered(logits, params)
+    if order is not None:
+        probs = torch.zeros_like(probs).scatter_(-1, order, probs)
+    return probs / probs.sum(dim=-1, keepdim=True)
 
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
