@@ -420,7 +420,7 @@ def _masks(python: str, extra: Iterable[Path] = ()) -> tuple[list[Path], list[Pa
     if Path("/run").is_dir():
         masks.add(Path("/run"))
     home = Path.home()
-    if home.is_dir() and home != Path("/"):
+    if os.path.isdir(home) and home != Path("/"):      # (False when we cannot even look at it)
         masks.add(home)
     if _is_root():
         for d in _interpreter_dirs(python):
