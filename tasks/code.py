@@ -669,8 +669,11 @@ class LiveCodeBench(Task):
             for i, test in enumerate(tests):
                 args = [json.loads(line) for line in test["input"].split("\n")]
                 expected = json.loads(test["output"])
-                write_frame(req_w, pickle.dumps((args, {}), protocol=5))
-                frame, hung = _read_frame_until(resp_r, self.test_timeout_s)
+                try:
+                    write_frame(req_w, pickle.dumps((args, {}), protocol=5))
+                    frame, hung = _read_frame_until(resp_r, self.test_timeout_s)
+                except BrokenPipeError:          # the candidate is gone (it exited, or never started)
+                    frame, hung = None, False
                 if frame is None:
                     if hung:
                         cancel.set()
