@@ -218,16 +218,22 @@ def _ns_setup(ns):
             e = ctypes.get_errno()
             raise OSError(e, "mount %s: %s" % (dst, os.strerror(e)))
 
-    def read_only(path):
-        kept = os.statvfs(path).f_flag & 14     # nosuid, nodev, noexec (locked in a user namespace)
+    def read_only(path, kept=None):
+        if kept is None:
+            kept = os.statvfs(path).f_flag & 14     # nosuid, nodev, noexec (locked in a user namespace)
         mount(None, path, None, 0x1000 | 0x20 | 1 | kept)     # MS_BIND | MS_REMOUNT | MS_RDONLY
 
     back = [(os.open(src, os.O_PATH | os.O_CLOEXEC), dst) for src, dst in ns["binds"]]
+    points = []
     with open("/proc/self/mountinfo") as f:
-        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f]
-    for point in points:
+        for line in f:
+            fields = line.split()
+            options = fields[5].split(",")
+            kept = sum(bit for name, bit in (("nosuid", 2), ("nodev", 4), ("noexec", 8)) if name in options)
+            points.append((re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]), kept))
+    for point, kept in points:
         try:
-            read_only(point)
+            read_only(point, kept)
         except OSError as e:
             # /proc and /dev are replaced below; /sys is root's; a mount point we cannot reach, the
             # program cannot reach either
