@@ -53,8 +53,16 @@ from harness.errors import UserError
 from tasks import register
 from tasks.base import HubSource, Problem, Task, Verdict, VerifierError
 from tasks.loading import load_records
-from tasks.sandbox import (BWRAP_ENV, INSTALL_HINT, PYTHON_ENV, SANDBOX_ENV, UNSHARE_ENV, RunResult, run_checked,
-                           sandbox_info)
+from tasks.sandbox import (
+    BWRAP_ENV,
+    INSTALL_HINT,
+    PYTHON_ENV,
+    SANDBOX_ENV,
+    UNSHARE_ENV,
+    RunResult,
+    run_checked,
+    sandbox_info,
+)
 from tasks.templates import chatml, with_chat_template
 
 MAX_FRAME_BYTES = 32 << 20

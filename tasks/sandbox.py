@@ -235,10 +235,15 @@ def _ns_setup(ns):
         try:
             read_only(point, kept)
         except OSError as e:
-            # /proc and /dev are replaced below; /sys is root's; a mount point we cannot reach, the
-            # program cannot reach either
-            if not (point.split("/")[1] in ("proc", "sys", "dev") or e.errno in (2, 13, 20)):
-                raise
+            # /proc and /dev are replaced below; a mount point we cannot reach (or that a mount hidden
+            # here held), the program cannot reach either; one that cannot be made read-only is hidden
+            if point.split("/")[1] in ("proc", "dev") or e.errno in (2, 13, 20):
+                continue
+            try:
+                mount("tmpfs", point, "tmpfs", 1 | 2 | 4 | 8, "size=4k,mode=555")
+            except OSError as e:
+                if e.errno not in (2, 13, 20):
+                    raise
     for path, mode, size in ns["masks"]:
         mount("tmpfs", path, "tmpfs", 2 | 4, "mode=%o" % mode + (",size=%d" % size if size else ""))
     os.umask(0o022)
@@ -265,10 +270,16 @@ def _ns_setup(ns):
 
 def _init(child, ns, status):
     import select, signal
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    _drop_capabilities()
-    _prctl(4, 0)                               # PR_SET_DUMPABLE 0: nobody ptraces init or reads its fds
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        _drop_capabilities()
+        _prctl(4, 0)                           # PR_SET_DUMPABLE 0: nobody ptraces init or reads its fds
+    except BaseException as e:                 # the program may have started: say the sandbox failed
+        os.write(status, b"F")
+        sys.stderr.write("rlvr-sandbox: init failed: %s: %s\n" % (type(e).__name__, e))
+        sys.stderr.flush()
+        os._exit(125)
     lifeline = ns["lifeline_fd"]
     try:
         pidfd = os.pidfd_open(child)
@@ -596,6 +607,15 @@ def _unisolated_info(bwrap: str | None, unshare: str | None, python: str, why: s
     return _make_info("unisolated", bwrap, unshare, python, why)
 
 
+def sandbox_provenance(isolation: str | None = None, python: str | None = None) -> dict[str, Any]:
+    """What a run records about the code sandbox (run.json): `SandboxInfo.as_dict()` for the mode that
+    `run_program` uses, or {"isolation": None, "error": ...} where none works (nothing raises)."""
+    try:
+        return sandbox_info(isolation, python).as_dict()
+    except UserError as e:
+        return {"isolation": None, "error": str(e)}
+
+
 def _announce(info: SandboxInfo) -> None:
     global _warned, _announced
     if info.weaker:
@@ -882,7 +902,8 @@ def _result(returncode: int | None, out: bytes, err: bytes, why: str | None, dur
             isolation: str, status: bytes) -> RunResult:
     stdout = out.decode("utf-8", errors="replace")
     stderr = err.decode("utf-8", errors="replace")
-    if b"R" not in status:            # the program never started: the sandbox's failure, not the program's
+    if b"R" not in status or b"F" in status:   # the program never started, or init failed under it:
+        # the sandbox's failure, not the program's
         return RunResult("sandbox_error", returncode, stdout, stderr, duration, isolation)
     if why is not None:
         return RunResult(why, None, stdout, stderr, duration, isolation)

@@ -23,7 +23,7 @@ from tasks import sandbox
 from tasks.base import Problem, Verdict, VerifierError
 from tasks.loading import hub_kwargs
 from tasks.sandbox import RunResult, sandbox_info
-from tests.test_sandbox import mode  # noqa: F401  (fixture: each isolating mode that works here)
+from tests.test_sandbox import mode_fixture  # noqa: F401  (fixture `mode`: each isolating mode that works here)
 
 DATA = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
 ADVERSARIAL = Path(__file__).parent / "adversarial"

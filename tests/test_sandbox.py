@@ -42,8 +42,8 @@ def _namespaces_work() -> bool:
 ISOLATING_MODES = ("bwrap", "namespaces")
 
 
-@pytest.fixture(params=ISOLATING_MODES)
-def mode(request, monkeypatch):
+@pytest.fixture(params=ISOLATING_MODES, name="mode")
+def mode_fixture(request, monkeypatch):
     """Each isolating mode that works here, selected through $RLVR_SANDBOX ("namespaces" is the
     namespaces mode as root and the user-namespace mode otherwise)."""
     if request.param == "bwrap" and not _bwrap_works():
@@ -172,6 +172,7 @@ def test_info_reports_the_mode_and_its_guarantees(mode):
     assert info.isolation == ("bwrap" if mode == "bwrap" else "namespaces" if os.geteuid() == 0 else "userns")
     assert not info.weaker and run_program("pass").isolation == info.isolation
     record = json.loads(json.dumps(info.as_dict()))        # what run.json can hold
+    assert sandbox.sandbox_provenance() == record
     assert record["isolation"] == info.isolation and record["tool"]
     g = record["guarantees"]
     assert g["no_network"] and g["private_processes"] and g["read_only_filesystem"] and g["kill_all_at_end"]
@@ -228,19 +229,27 @@ def test_every_mount_but_the_scratch_dir_is_read_only(mode):
     (or, in a user namespace, our own files) can be written; only /tmp (and its own /proc) stay writable."""
     if mode == "bwrap":
         pytest.skip("bwrap builds its own mount tree (--ro-bind / /)")
-    res = run_program("print(open('/proc/self/mountinfo').read())")
+    res = run_program(_WRITABLE_MOUNTS)
     assert res.ok, res.stderr
-    writable = _writable_mounts(res.stdout)
+    writable = set(json.loads(res.stdout))
     assert writable <= {"/tmp", "/proc"}, writable
 
 
-def _writable_mounts(mountinfo: str) -> set[str]:
-    """Mount points mounted read-write, leaving out mounts hidden under another mount at the same
-    point (no path reaches them)."""
-    rows = [line.split() for line in mountinfo.splitlines() if line.strip()]
-    points = {r[0]: r[4] for r in rows}
-    hidden = {r[1] for r in rows if points.get(r[1]) == r[4]}      # (fields: id, parent id, .., point, options)
-    return {r[4] for r in rows if r[5].split(",")[0] == "rw" and r[0] not in hidden}
+# the mount points where the program reaches a read-write mount (statvfs sees the mount a path reaches;
+# a symlink such as /dev/shm -> /tmp leads elsewhere)
+_WRITABLE_MOUNTS = """
+import json, os, re
+points = {re.sub(r"\\\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+          for line in open("/proc/self/mountinfo")}
+writable = []
+for p in sorted(points):
+    try:
+        if not os.path.islink(p) and not os.statvfs(p).f_flag & os.ST_RDONLY:
+            writable.append(p)
+    except OSError:
+        pass
+print(json.dumps(writable))
+"""
 
 
 def test_no_network(mode):
@@ -375,6 +384,8 @@ def test_no_isolation_at_all_is_refused_in_one_line(monkeypatch):
         assert "apt-get install bubblewrap" in str(err.value) and "RLVR_SANDBOX=unisolated" in str(err.value)
     with pytest.raises(VerifierError, match="no isolation"):
         sandbox.run_checked("print(1)")
+    record = sandbox.sandbox_provenance()
+    assert record["isolation"] is None and "no isolation" in record["error"]
 
 
 def test_bwrap_missing_means_namespaces(monkeypatch):
@@ -428,7 +439,13 @@ for t in (int(sys.argv[3]), -1):
     except OSError:
         pass
 r["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
-r["mountinfo"] = open("/proc/self/mountinfo").read()
+r["writable"] = []
+for p in sorted({l.split()[4] for l in open("/proc/self/mountinfo")}):
+    try:
+        if not os.path.islink(p) and not os.statvfs(p).f_flag & os.ST_RDONLY:
+            r["writable"].append(p)
+    except OSError:
+        pass
 print(json.dumps(r))
 """
 
@@ -504,7 +521,7 @@ def test_userns_mode_as_an_unprivileged_user():
         assert probe["caps"] == ["0000000000000000", "0000000000000000"], probe
         assert probe["umount"] != 0 and probe["remount"] != 0, probe
         assert len(probe["pids"]) <= 3, probe
-        assert _writable_mounts(probe["mountinfo"]) <= {"/tmp", "/proc"}, probe["mountinfo"]
+        assert set(probe["writable"]) <= {"/tmp", "/proc"}, probe
         assert out["fork_bomb"] == "timeout"
         assert out["escape"] == "timeout" and out["left"] == 0, out
         if out["info"]["guarantees"]["exact_nproc"]:
