@@ -22,11 +22,11 @@ Isolation modes (`RLVR_SANDBOX`: auto (default) | bwrap | namespaces | unisolate
    the new pid namespace and brings up the namespace's own loopback. It then forks the program, which
    drops to a fresh uid with `no_new_privs`. Init exits when the program does, and at once if the
    harness dies (a lifeline pipe); the kernel then kills everything left in the namespace.
-3. **userns** (not root, same selection): the same with `unshare --user --map-root-user`, an
-   unprivileged user namespace in which we are root over the new mount namespace only. The program
-   cannot get a uid of its own there; instead it and init drop every capability (bounding set
-   included), so it cannot undo the read-only remounts or the masks, and sees our uid's files only
-   read-only (home masked).
+3. **userns** (not root, or root inside a user namespace such as a rootless container; same
+   selection): the same with `unshare --user --map-root-user`, an unprivileged user namespace in
+   which we are root over the new mount namespace only. The program cannot get a uid of its own
+   there; instead it and init drop every capability (bounding set included), so it cannot undo the
+   read-only remounts or the masks, and sees our uid's files only read-only (home masked).
 4. **unisolated** (only when asked for with `RLVR_SANDBOX=unisolated`): the boot script, limits,
    deadline, output cap, stripped environment, a temporary working directory and a new session, but
    NO namespaces: the program sees the network, the whole file system with its uid's rights, and
@@ -382,6 +382,16 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _fresh_uids_possible() -> bool:
+    """Root in the initial user namespace (every uid mapped): the namespaces mode can give each program
+    a uid of its own. Root inside a user namespace (a rootless container) cannot: it gets the userns mode."""
+    try:
+        maps = Path("/proc/self/uid_map").read_text().split()
+    except OSError:
+        return False
+    return _is_root() and maps[:3] == ["0", "0", "4294967295"]
+
+
 @functools.cache
 def _interpreter_dirs(python: str) -> tuple[Path, ...]:
     """The directories a program run by `python` reads (prefixes, stdlib, site-packages)."""
@@ -511,20 +521,25 @@ def _ns_plan(python: str, limits: _Limits, lifeline_fd: int) -> dict[str, Any]:
             "read_only": [str(m) for m in masks if m != workdir]}
 
 
-def _kernel_counts_nproc_per_userns() -> bool:
-    """Linux 5.14 counts RLIMIT_NPROC per user namespace (ucounts)."""
+def _userns_nproc_is_exact() -> bool:
+    """Linux 5.14 counts RLIMIT_NPROC per user namespace (ucounts), so in the userns mode it counts the
+    program's processes only; never enforced, though, when our uid is the host's root."""
     m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return m is not None and (int(m.group(1)), int(m.group(2))) >= (5, 14)
+    if m is None or (int(m.group(1)), int(m.group(2))) < (5, 14):
+        return False
+    try:
+        rows = [[int(x) for x in line.split()] for line in Path("/proc/self/uid_map").read_text().splitlines()]
+    except (OSError, ValueError):
+        return False
+    uid = os.geteuid()
+    return not any(inside <= uid < inside + count and outside + uid - inside == 0 for inside, outside, count in rows)
 
 
 def _make_info(isolation: str, bwrap: str | None, unshare: str | None, python: str, reason: str) -> SandboxInfo:
-    root = _is_root()
     if isolation == "userns":
-        per_run_uid, exact = False, _kernel_counts_nproc_per_userns()
-    elif isolation == "unisolated":
-        per_run_uid = exact = root
+        per_run_uid, exact = False, _userns_nproc_is_exact()
     else:
-        per_run_uid = exact = root
+        per_run_uid = exact = _is_root()
     return SandboxInfo(isolation, bwrap, per_run_uid, reason, unshare, python, exact)
 
 
@@ -545,7 +560,7 @@ def _probe_bwrap(bwrap: str | None, python: str) -> tuple[bool, str]:
 
 
 def _probe_namespaces(unshare: str | None, python: str) -> tuple[bool, str, str]:
-    isolation = "namespaces" if _is_root() else "userns"
+    isolation = "namespaces" if _fresh_uids_possible() else "userns"
     if unshare is None:
         return False, "unshare not found (util-linux)", isolation
     return (*_probe(_make_info(isolation, None, unshare, python, ""), python), isolation)
