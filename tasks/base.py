@@ -128,6 +128,12 @@ class Task:
         """
         raise NotImplementedError
 
+    def preflight(self) -> None:
+        """Check that this task's verifier can run on this machine, before any sample is drawn; raise a
+        one-line `harness.errors.UserError` saying what is wrong and what to install or set. Default:
+        nothing to check. Code tasks run a known-good and a known-bad program through `check` (the code
+        sandbox must work); the result is cached per process."""
+
     def check(self, problem: Problem, extracted: str) -> Verdict:
         """The possibly slow or hang-prone part (sympy, running a program). Runs in a worker process
         under a hard deadline; must not rely on signals from threads or on global state."""

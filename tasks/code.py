@@ -51,9 +51,18 @@ from typing import Any
 
 from harness.errors import UserError
 from tasks import register
-from tasks.base import HubSource, Problem, Task, Verdict
+from tasks.base import HubSource, Problem, Task, Verdict, VerifierError
 from tasks.loading import load_records
-from tasks.sandbox import RunResult, run_program
+from tasks.sandbox import (
+    BWRAP_ENV,
+    INSTALL_HINT,
+    PYTHON_ENV,
+    SANDBOX_ENV,
+    UNSHARE_ENV,
+    RunResult,
+    run_checked,
+    sandbox_info,
+)
 from tasks.templates import chatml, with_chat_template
 
 MAX_FRAME_BYTES = 32 << 20
@@ -241,22 +250,33 @@ def _start_candidate(program: str, kind: str, name: str, timeout_s: float, memor
     req_r, req_w = os.pipe()
     resp_r, resp_w = os.pipe()
     server, _ = _scripts()
-    holder: dict[str, RunResult] = {}
+    holder: dict[str, Any] = {}
 
     def go() -> None:
-        holder["result"] = run_program(
-            server, files={"solution.py": program}, args=(str(req_r), str(resp_w), kind, name, str(MAX_FRAME_BYTES)),
-            pass_fds=(req_r, resp_w), timeout_s=timeout_s, memory_mb=memory_mb, cancel=cancel)
+        try:
+            holder["result"] = run_checked(
+                server, files={"solution.py": program}, args=(str(req_r), str(resp_w), kind, name, str(MAX_FRAME_BYTES)),
+                pass_fds=(req_r, resp_w), timeout_s=timeout_s, memory_mb=memory_mb, cancel=cancel)
+        except BaseException as e:       # re-raised by `_candidate_result` in the checking thread
+            holder["error"] = e
 
     thread = threading.Thread(target=go, name="candidate-server", daemon=True)
     thread.start()
     return thread, holder, req_w, resp_r
 
 
+def _candidate_result(holder: dict) -> RunResult | None:
+    """The candidate server's result once its thread is joined; its sandbox's failure is raised here."""
+    if "error" in holder:
+        raise holder["error"]
+    return holder.get("result")
+
+
 def _failure_reason(prefix: str, res: RunResult | None) -> str:
+    """Why a program that ran failed (the sandbox's own failures never get here: `run_checked` raises)."""
     if res is None:
         return prefix
-    if res.status in ("timeout", "memory", "output_limit", "sandbox_error"):
+    if res.status in ("timeout", "memory", "output_limit"):
         return res.status
     last = (res.stderr.strip().splitlines() or [""])[-1]
     return f"{prefix}: {last[:200]}" if last else prefix
@@ -269,11 +289,13 @@ def run_function_tests(program: str, judge_source: str, entry_point: str, timeou
     thread, holder, req_w, resp_r = _start_candidate(program, "function", entry_point, timeout_s, memory_mb)
     nonce = secrets.token_hex(16)
     _, judge = _scripts()
-    judge_res = run_program(judge, stdin=nonce + "\n", files={"judge.py": judge_source},
-                            args=(str(req_w), str(resp_r), entry_point, str(MAX_FRAME_BYTES)),
-                            pass_fds=(req_w, resp_r), timeout_s=timeout_s + 2.0, memory_mb=memory_mb)
-    thread.join()
-    cand_res = holder.get("result")
+    try:
+        judge_res = run_checked(judge, stdin=nonce + "\n", files={"judge.py": judge_source},
+                                args=(str(req_w), str(resp_r), entry_point, str(MAX_FRAME_BYTES)),
+                                pass_fds=(req_w, resp_r), timeout_s=timeout_s + 2.0, memory_mb=memory_mb)
+    finally:
+        thread.join()       # the judge's pipe ends are closed either way, so the candidate sees EOF
+    cand_res = _candidate_result(holder)
     lines = judge_res.stdout.strip().splitlines()
     if judge_res.status == "ok" and lines and lines[-1] == nonce:
         return True, "ok"
@@ -284,6 +306,51 @@ def run_function_tests(program: str, judge_source: str, entry_point: str, timeou
     if cand_res is not None and cand_res.status == "error" and "candidate failed to load" in cand_res.stderr:
         return False, _failure_reason("load_error", cand_res)
     return False, _failure_reason("failed", judge_res)
+
+
+# ----------------------------------------------------------------------------------------------
+# Preflight: can this machine's sandbox judge programs at all?
+
+_preflight_results: dict[tuple, str | None] = {}
+_preflight_lock = threading.Lock()
+
+
+def preflight_code_task(task: Task, cases: list[tuple[Problem, str, bool]]) -> None:
+    """Run `task.check` on known programs, (problem, program, must be correct), through the same path as
+    every sample, and raise a one-line `UserError` naming what is wrong and what to install or set when
+    a verdict is not the expected one (or is an error). Cached per process, task and sandbox setting."""
+    settings = tuple(os.environ.get(k) for k in (SANDBOX_ENV, BWRAP_ENV, UNSHARE_ENV, PYTHON_ENV))
+    key = (type(task).__qualname__, task.name, settings)
+    with _preflight_lock:
+        if key not in _preflight_results:
+            _preflight_results[key] = _preflight(task, cases)
+        error = _preflight_results[key]
+    if error is not None:
+        raise UserError(error)
+
+
+def _preflight(task: Task, cases: list[tuple[Problem, str, bool]]) -> str | None:
+    def one_line(text: str) -> str:
+        return " ".join(text.split())
+
+    try:
+        info = sandbox_info()
+        for problem, program, want in cases:
+            verdict = task.check(problem, program)
+            if verdict.error or verdict.correct is not want:
+                return one_line(
+                    f"code sandbox: {task.name}: a known-{'good' if want else 'bad'} program was judged "
+                    f"{verdict.outcome} ({verdict.reason[:200]}) in the {info.isolation} sandbox on {info.python}; "
+                    f"set ${PYTHON_ENV} to a Python that can run the task's tests, or choose another sandbox with "
+                    f"${SANDBOX_ENV} (bwrap: apt-get install bubblewrap)")
+    except (UserError, VerifierError) as e:
+        message = str(e)
+        hint = "" if "install" in message else f"; {INSTALL_HINT}"
+        return one_line(f"code sandbox: {task.name}: {message}{hint}")
+    except Exception as e:
+        return one_line(f"code sandbox: {task.name}: the check failed on a known program ({type(e).__name__}: "
+                        f"{str(e)[:200]}); {INSTALL_HINT}")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,6 +464,15 @@ class _HumanEvalBase(Task):
         code = first_code_block(completion, opened=True)
         return None if code is None else code.rstrip() + "\n"
 
+    # a test in the task's own shape for `preflight` (EvalPlus's imports numpy)
+    preflight_test = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+
+    def preflight(self) -> None:
+        """A correct and a wrong `add` through `check` (see `preflight_code_task`)."""
+        prompt = 'def add(a, b):\n    """Return a + b."""\n'
+        p = Problem("preflight/add", self.name, prompt, self.preflight_test, {"entry_point": "add"})
+        preflight_code_task(self, [(p, prompt + "    return a + b\n", True), (p, prompt + "    return a - b\n", False)])
+
     def check(self, problem: Problem, extracted: str) -> Verdict:
         judge_source = problem.text + "\n\n" + problem.answer + "\n"
         ok, reason = run_function_tests(extracted, judge_source, problem.meta["entry_point"],
@@ -425,6 +501,9 @@ class HumanEvalPlus(_HumanEvalBase):
     local_dir = "humaneval_plus"
     hub = HubSource("evalplus/humanevalplus", split="test")
     timeout_s = 60.0       # EvalPlus's per-task cap (EVALPLUS_TIMEOUT_PER_TASK)
+    preflight_test = ("import numpy as np\n\n\ndef check(candidate):\n"
+                      "    np.testing.assert_allclose(candidate(0.5, 0.25), 0.75, atol=1e-6)\n"
+                      "    assert candidate(2, 3) == 5\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,6 +627,20 @@ class LiveCodeBench(Task):
             self._n_tests[problem.id] = n
         return (self.test_timeout_s + 1) * n + 5
 
+    def preflight(self) -> None:
+        """A correct and a wrong stdin/stdout program and a correct LeetCode-style one through `check`
+        (see `preflight_code_task`)."""
+        stdio = Problem("preflight/sum", self.name, "Print a + b.",
+                        {"public": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+                         "private": ""}, {"starter_code": "", "func_name": None})
+        functional = Problem("preflight/add", self.name, "Add a and b.",
+                             {"public": json.dumps([{"input": "1\n2", "output": "3", "testtype": "functional"}]),
+                              "private": ""}, {"starter_code": "", "func_name": "add"})
+        preflight_code_task(self, [
+            (stdio, "a, b = map(int, input().split())\nprint(a + b)\n", True),
+            (stdio, "print(0)\n", False),
+            (functional, "class Solution:\n    def add(self, a, b):\n        return a + b\n", True)])
+
     def check(self, problem: Problem, extracted: str) -> Verdict:
         tests = _lcb_tests(problem.answer["public"], problem.answer["private"])
         if not tests:
@@ -562,7 +655,7 @@ class LiveCodeBench(Task):
     def _check_stdio(self, program: str, tests: tuple[dict, ...]) -> tuple[bool, str]:
         for i, test in enumerate(tests):
             expected = test["output"]
-            res = run_program(_STDIO_MAIN, stdin=test["input"], files={"solution.py": program},
+            res = run_checked(_STDIO_MAIN, stdin=test["input"], files={"solution.py": program},
                               timeout_s=self.test_timeout_s, memory_mb=self.memory_mb,
                               max_output_bytes=2 * len(expected.encode()) + (64 << 10))
             if res.status != "ok":
@@ -584,13 +677,16 @@ class LiveCodeBench(Task):
             for i, test in enumerate(tests):
                 args = [json.loads(line) for line in test["input"].split("\n")]
                 expected = json.loads(test["output"])
-                write_frame(req_w, pickle.dumps((args, {}), protocol=5))
-                frame, hung = _read_frame_until(resp_r, self.test_timeout_s)
+                try:
+                    write_frame(req_w, pickle.dumps((args, {}), protocol=5))
+                    frame, hung = _read_frame_until(resp_r, self.test_timeout_s)
+                except BrokenPipeError:          # the candidate is gone (it exited, or never started)
+                    frame, hung = None, False
                 if frame is None:
                     if hung:
                         cancel.set()
                     thread.join()
-                    res = holder.get("result")
+                    res = _candidate_result(holder)      # raises when its sandbox never started it
                     if hung or res is None or res.status == "timeout":
                         return False, f"test {i}: timeout"
                     return False, _failure_reason(f"test {i}: no reply", res)

@@ -176,6 +176,15 @@ class MicroCode(MicroTask):
     domain = "code"
     timeout_s = 5.0
 
+    def preflight(self) -> None:
+        """A correct and a wrong program for the first evaluation problem through `check` (see
+        `tasks.code.preflight_code_task`)."""
+        from tasks.code import preflight_code_task
+
+        p = self.problem("eval", 0)
+        good = self.extract(p, self.solution(p, random.Random(0), 0.0))
+        preflight_code_task(self, [(p, good, True), (p, "def f(x):\n    return 1000003\n", False)])
+
     def generate(self, rng):
         a, b = rng.randint(1, 5), rng.randint(-5, 9)
         x1 = rng.randint(0, 3)
@@ -204,14 +213,15 @@ class MicroCode(MicroTask):
         one-line expressions; HumanEval and LiveCodeBench keep the two-process protocol."""
         import secrets
 
-        from tasks.sandbox import run_program
+        from tasks.sandbox import run_checked
 
         a, b = problem.answer["a"], problem.answer["b"]
         line = extracted.split("\n")[1].strip()
         nonce = secrets.token_hex(8)
         source = (f"import json, sys\n_n = sys.stdin.readline().strip()\n{extracted}"
                   f"print(_n + json.dumps([f(x) for x in {list(CHECK_INPUTS)!r}]))\n")
-        res = run_program(source, stdin=nonce + "\n", timeout_s=self.timeout_s, memory_mb=256)
+        # a sandbox that cannot run the program raises VerifierError: an error verdict, never a wrong answer
+        res = run_checked(source, stdin=nonce + "\n", timeout_s=self.timeout_s, memory_mb=256)
         if res.status != "ok":
             return Verdict(False, 0.0, line, f"run: {res.status}")
         last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import pickle
+import random
 import socket
 import time
 import zlib
@@ -18,9 +19,11 @@ import pytest
 import tasks
 import tasks.code as code
 from harness.errors import UserError
-from tasks.base import Problem
+from tasks import sandbox
+from tasks.base import Problem, Verdict, VerifierError
 from tasks.loading import hub_kwargs
-from tasks.sandbox import sandbox_info
+from tasks.sandbox import RunResult, sandbox_info
+from tests.test_sandbox import mode_fixture  # noqa: F401  (fixture `mode`: each isolating mode that works here)
 
 DATA = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
 ADVERSARIAL = Path(__file__).parent / "adversarial"
@@ -28,14 +31,14 @@ needs_humaneval = pytest.mark.skipif(not (DATA / "humaneval" / "test.jsonl").is_
                                      reason="HumanEval data not found (set RLVR_DATA_DIR)")
 
 
-def _bwrap_works() -> bool:
+def _sandbox_isolates() -> bool:
     try:
-        return sandbox_info("auto").isolation == "bwrap"
+        return not sandbox_info("auto").weaker
     except UserError:
         return False
 
 
-needs_bwrap = pytest.mark.skipif(not _bwrap_works(), reason="bubblewrap is not installed or does not work here")
+needs_sandbox = pytest.mark.skipif(not _sandbox_isolates(), reason="no isolating sandbox here (bwrap or namespaces)")
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,7 @@ def test_humaneval_extract_decides_style_by_indentation():
 FAST_SUBSET = [0, 2, 10, 12, 22, 32, 33, 38, 50, 53, 72, 81, 95, 100, 107, 120, 129, 137, 151, 163]
 
 
-@needs_bwrap
+@needs_sandbox
 @needs_humaneval
 @pytest.mark.parametrize("index", FAST_SUBSET)
 def test_canonical_solution_passes(humaneval, index):
@@ -276,13 +279,12 @@ def test_the_corpus_is_there():
             "override_assertion_error", "patch_eq"} <= names
 
 
-@needs_bwrap
 @needs_humaneval
 @pytest.mark.parametrize("path", ADVERSARIAL_FILES, ids=[p.stem for p in ADVERSARIAL_FILES])
-def test_adversarial_program_is_scored_incorrect(path, humaneval, tmp_path):
+def test_adversarial_program_is_scored_incorrect(mode, path, humaneval, tmp_path):
     task = _fast_humaneval()
     verdict, elapsed, sentinel, connected = _run_adversarial(path, humaneval[0], tmp_path, task)
-    assert not verdict.correct, verdict
+    assert not verdict.correct and not verdict.error, verdict
     assert elapsed < task.timeout_s + 8
     assert sentinel.read_text() == "original"
     assert sorted(p.name for p in sentinel.parent.iterdir()) == ["sentinel.txt"]
@@ -292,16 +294,15 @@ def test_adversarial_program_is_scored_incorrect(path, humaneval, tmp_path):
 @needs_humaneval
 @pytest.mark.parametrize("path", [p for p in ADVERSARIAL_FILES if "# needs: isolation" not in p.read_text()],
                          ids=lambda p: p.stem)
-def test_adversarial_program_under_the_weaker_fallback(path, humaneval, tmp_path, monkeypatch):
-    """The fallback (no namespaces) still scores these incorrect; the files marked `needs: isolation`
-    (network, writing outside, killing the parent) are exactly what it does not promise to stop."""
+def test_adversarial_program_unisolated(path, humaneval, tmp_path, monkeypatch):
+    """The unisolated opt-in (no namespaces) still scores these incorrect; the files marked `needs:
+    isolation` (network, writing outside, killing the parent) are exactly what it does not promise to stop."""
     from tasks import sandbox
     from tests.test_sandbox import _open_python
     python = _open_python()
     if python is None or os.geteuid() != 0:
-        pytest.skip("the fallback is exercised as root with a Python every uid can run (fresh uid per program)")
-    monkeypatch.setattr(sandbox, "_info_cache", {})
-    monkeypatch.setenv(sandbox.SANDBOX_ENV, "fallback")
+        pytest.skip("the unisolated mode is exercised as root with a Python every uid can run (fresh uid per program)")
+    monkeypatch.setenv(sandbox.SANDBOX_ENV, "unisolated")
     monkeypatch.setenv(sandbox.PYTHON_ENV, python)
     assert sandbox_info().weaker
     task = _fast_humaneval()
@@ -311,7 +312,7 @@ def test_adversarial_program_under_the_weaker_fallback(path, humaneval, tmp_path
     assert sentinel.read_text() == "original"
 
 
-@needs_bwrap
+@needs_sandbox
 @needs_humaneval
 def test_canonical_still_passes_next_to_the_corpus(humaneval):
     """The judge must not be so strict that nothing passes: a correct program with the same shape as
@@ -340,7 +341,7 @@ def _evalplus_test(inputs, outputs, atol=0):
         f"    for inp, exp in zip(inputs, results):\n        assertion(candidate(*inp), exp, {atol})\n")
 
 
-@needs_bwrap
+@needs_sandbox
 @needs_humaneval
 def test_humaneval_plus_from_a_local_file(humaneval, tmp_path):
     base = humaneval[2]        # truncate_number: float output, so atol applies
@@ -476,21 +477,21 @@ STDIO_CASES = [
 ]
 
 
-@needs_bwrap
+@needs_sandbox
 @pytest.mark.parametrize("program,correct", STDIO_CASES)
 def test_lcb_stdio(lcb_problems, program, correct):
     verdict = tasks.get("livecodebench").verify(lcb_problems["s1"], _fenced(program))
     assert verdict.correct is correct, verdict.reason
 
 
-@needs_bwrap
+@needs_sandbox
 def test_lcb_stdio_exit_after_printing_counts_the_output(lcb_problems):
     program = ("import sys\na, b = map(float, input().split())\nr = a + b\n"
                "print(int(r) if r == int(r) else r)\nsys.exit(1)")
     assert tasks.get("livecodebench").verify(lcb_problems["s1"], _fenced(program)).correct
 
 
-@needs_bwrap
+@needs_sandbox
 def test_lcb_stdio_timeout(lcb_problems):
     task = code.LiveCodeBench()
     task.test_timeout_s = 1.0
@@ -509,7 +510,7 @@ FUNCTIONAL_CASES = [
 ]
 
 
-@needs_bwrap
+@needs_sandbox
 @pytest.mark.parametrize("program,correct,reason", FUNCTIONAL_CASES)
 def test_lcb_functional(lcb_problems, program, correct, reason):
     verdict = tasks.get("livecodebench").verify(lcb_problems["f1"], _fenced(program))
@@ -517,7 +518,7 @@ def test_lcb_functional(lcb_problems, program, correct, reason):
     assert reason in verdict.reason, verdict.reason
 
 
-@needs_bwrap
+@needs_sandbox
 def test_lcb_functional_hang_is_a_timeout(lcb_problems):
     task = code.LiveCodeBench()
     task.test_timeout_s = 1.0
@@ -536,3 +537,138 @@ def test_check_budgets_follow_the_tasks_own_time_limits(lcb_problems):
     p = Problem("HumanEval/0", "humaneval", "q", None)
     assert tasks.get("humaneval").check_budget_s(p) == 12.0
     assert tasks.get("humaneval_plus").check_budget_s(p) == 62.0
+
+
+# -- the sandbox's failures are errors, the program's are wrong answers ------------------------------
+
+def _sandbox_cannot_start(source, stdin="", *, pass_fds=(), **kwargs):
+    """`run_program` where the sandbox tool fails: the handed-over fds are closed, as the real one does."""
+    for fd in pass_fds:
+        os.close(fd)
+    return RunResult("sandbox_error", 1, "", "unshare: unshare failed: Operation not permitted\n", 0.01, "namespaces")
+
+
+@needs_humaneval
+def test_a_sandbox_that_cannot_start_is_a_verifier_error_in_every_check(monkeypatch, humaneval, lcb_problems):
+    monkeypatch.setattr(sandbox, "run_program", _sandbox_cannot_start)
+    p, micro = humaneval[0], tasks.get("micro_code")
+    cases = [(tasks.get("humaneval"), p, p.text + p.meta["canonical_solution"]),
+             (tasks.get("livecodebench"), lcb_problems["s1"], "print(1)\n"),
+             (tasks.get("livecodebench"), lcb_problems["f1"], "class Solution:\n    def shift(self, nums, k):\n"
+                                                              "        return nums\n"),
+             (micro, micro.problem("eval", 0), "def f(x):\n    return x\n")]
+    for task, problem, program in cases:
+        t0 = time.monotonic()
+        with pytest.raises(VerifierError, match="Operation not permitted"):
+            task.check(problem, program)
+        assert time.monotonic() - t0 < 5, task.name
+
+
+def test_no_isolation_is_an_error_verdict_in_the_pool_never_a_wrong_answer(monkeypatch):
+    from harness.verifier_pool import VerifierPool
+
+    monkeypatch.setenv(sandbox.BWRAP_ENV, "/nonexistent/bwrap")
+    monkeypatch.setenv(sandbox.UNSHARE_ENV, "/nonexistent/unshare")
+    monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
+    micro = tasks.get("micro_code")
+    p = micro.problem("eval", 0)
+    with VerifierPool(workers=1, deadline_s=30, start_method="spawn") as pool:   # spawn: workers see this env
+        (verdict,) = pool.verify_many([("micro_code", p, micro.solution(p, random.Random(0), 0.0))])
+    assert verdict.error and verdict.outcome == "error" and "no isolation" in verdict.reason, verdict
+
+
+MICRO_FAILURES = [
+    ("crash", "def f(x):\n    return f(x)\n", "run: error"),
+    ("loop", "def f(x):\n    return sum(iter(int, 1))\n", "run: timeout"),
+    ("memory", "def f(x):\n    return [bytearray(1 << 30)]\n", "run: memory"),
+    ("output", "def f(x):\n    return print('x' * (1 << 20), end='') or [print('y' * (1 << 20)) for _ in range(4)]\n",
+     "run: output_limit"),
+]
+
+
+@pytest.mark.parametrize("name,program,reason", MICRO_FAILURES, ids=[c[0] for c in MICRO_FAILURES])
+def test_micro_code_programs_that_fail_are_wrong_answers(mode, name, program, reason):
+    task = type(tasks.get("micro_code"))()
+    task.timeout_s = 1.5
+    verdict = task.check(task.problem("eval", 0), program)
+    assert not verdict.correct and not verdict.error and verdict.reason == reason, verdict
+
+
+# -- preflight ---------------------------------------------------------------------------------------
+
+CODE_TASKS = ("humaneval", "humaneval_plus", "livecodebench", "micro_code")
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", CODE_TASKS)
+def test_preflight_passes_where_the_sandbox_works(name, monkeypatch):
+    monkeypatch.setattr(code, "_preflight_results", {})
+    assert tasks.get(name).preflight() is None
+    assert tasks.get("micro_arith").preflight() is None        # no verifier machinery to check
+
+
+def test_preflight_without_any_isolation_is_one_line_saying_what_to_install(monkeypatch):
+    monkeypatch.setenv(sandbox.BWRAP_ENV, "/nonexistent/bwrap")
+    monkeypatch.setenv(sandbox.UNSHARE_ENV, "/nonexistent/unshare")
+    monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
+    for name in CODE_TASKS:
+        with pytest.raises(UserError) as err:
+            tasks.get(name).preflight()
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"code sandbox: {name}: ")
+        assert "apt-get install bubblewrap" in message and "RLVR_SANDBOX" in message
+
+
+def test_preflight_catches_a_verifier_that_cannot_judge_and_is_cached(monkeypatch):
+    task = code.HumanEval()
+    calls = []
+
+    def check(problem, program):
+        calls.append(program)
+        return Verdict(False, 0.0, program, "failed: ModuleNotFoundError: No module named 'numpy'")
+
+    monkeypatch.setattr(task, "check", check)
+    monkeypatch.setattr(code, "_preflight_results", {})
+    for _ in range(2):
+        with pytest.raises(UserError, match="known-good program was judged incorrect .*numpy.*RLVR_SANDBOX_PYTHON"):
+            task.preflight()
+    assert len(calls) == 1          # once per process
+
+
+# -- the main job's path: evaluate -> verifier pool -> sandbox, with bwrap missing -------------------
+
+@needs_sandbox
+@needs_humaneval
+def test_code_tasks_score_through_rlvr_eval_without_bwrap(tmp_path, monkeypatch, humaneval):
+    """What the README's main command does for the code tasks, with bwrap missing: known-good completions
+    (micro_code's exact solutions, HumanEval's canonical ones) are sampled by a fake engine, verified by
+    the verifier pool's worker processes in the real sandbox, and scored correct."""
+    from harness.evaluate import EvalConfig, evaluate
+    from harness.sampling import Completion, SamplingParams
+    from harness.verifier_pool import VerifierPool
+
+    monkeypatch.setenv(sandbox.BWRAP_ENV, "/nonexistent/bwrap")
+    monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)
+    limit, n = 3, 2
+    micro = tasks.get("micro_code")
+    good = {micro.prompt(p): micro.solution(p, random.Random(0), 0.0) for p in micro.load()[:limit]}
+    good.update({p.text: p.meta["canonical_solution"] for p in humaneval[:limit]})
+
+    class KnownGood:
+        name = "known-good"
+
+        def generate(self, requests, params):
+            return [[Completion(good[prompt], [1], "stop") for _ in seeds] for prompt, seeds in requests]
+
+    cfg = EvalConfig(model="known-good", tasks=["micro_code", "humaneval"], out=str(tmp_path / "run"), n=n,
+                     limit=limit, data_dir=str(DATA), workers=2, sampling=SamplingParams(max_new_tokens=8))
+    with VerifierPool(workers=2, deadline_s=30, start_method="spawn") as pool:   # spawn: workers see this env
+        run = evaluate(cfg, engine=KnownGood(), progress=False, print_table=False, pool=pool)
+    samples = list(run.iter_samples())
+    assert len(samples) == 2 * limit * n
+    wrong = [(r["task"], r["problem_id"], r["reason"]) for r in samples if not r["correct"]]
+    assert wrong == []
+    metrics = run.read_metrics()["tasks"]
+    for name in ("micro_code", "humaneval"):
+        curve = metrics[name]["curve"]
+        assert dict(zip(curve["ks"], curve["mean"], strict=True))[1] == 1.0
