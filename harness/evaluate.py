@@ -210,15 +210,14 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     driver that evaluates many models reuses one pool and its verdict cache)."""
     from harness.models import model_fingerprint, resolve_model
 
+    from harness.verifier_pool import preflight, verifier_versions
+
     if engine is None:
         resolve_model(cfg.model)   # a wrong --model fails now, not after the data is loaded
+    preflight(task_registry.expand(cfg.tasks))   # a verifier that cannot run here stops the run before anything
     check_out_dir(cfg.out)
     loaded, task_info = load_tasks(task_registry.expand(cfg.tasks), cfg.task_options, cfg.templates,
                                    cfg.data_dir, cfg.shard, cfg.limit)
-
-    from harness.verifier_pool import preflight, verifier_versions
-
-    preflight(loaded)   # a verifier that cannot run here stops the run before the model loads
 
     settings = {
         "label": cfg.label, "step": cfg.step,

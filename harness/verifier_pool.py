@@ -126,13 +126,9 @@ def verifier_versions(task_names: Iterable[str]) -> dict:
         except metadata.PackageNotFoundError:
             pass
     if any(task_registry.get(n).domain in ("code", "micro") for n in names):
-        from tasks.sandbox import sandbox_info
+        from tasks.sandbox import sandbox_provenance
 
-        try:
-            info = sandbox_info()
-            out["sandbox"] = getattr(info, "as_dict", lambda: {"isolation": info.isolation})()
-        except Exception as e:   # recorded, not raised: the preflight reports a sandbox that cannot run
-            out["sandbox"] = {"isolation": None, "error": str(e)[:200]}
+        out["sandbox"] = sandbox_provenance()
     return out
 
 

@@ -196,7 +196,7 @@ def test_preflight_stops_eval_before_the_model_loads(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "its verifier cannot run here; install the probe tool" in err
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_preflight_stops_train_before_the_model_loads(tmp_path, monkeypatch):
