@@ -209,7 +209,6 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     (the trainer evaluates its in-memory policy this way), and so may a running `VerifierPool` (a
     driver that evaluates many models reuses one pool and its verdict cache)."""
     from harness.models import model_fingerprint, resolve_model
-
     from harness.verifier_pool import preflight, verifier_versions
 
     if engine is None:
