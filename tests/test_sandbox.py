@@ -508,7 +508,8 @@ def test_userns_mode_as_an_unprivileged_user():
             server.setblocking(False)
             res = subprocess.run([python, "-c", _USERNS_DRIVER, str(REPO), _USERNS_PROBE, str(server.getsockname()[1]),
                                   str(sentinel), str(bystander.pid)], user=nobody, group=nobody, extra_groups=[],
-                                 cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": str(own)}, capture_output=True,
+                                 cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": str(own), "RLVR_SANDBOX": "namespaces"},
+                                 capture_output=True,
                                  text=True, timeout=120)
             with pytest.raises(BlockingIOError):
                 server.accept()
