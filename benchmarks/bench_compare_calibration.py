@@ -26,7 +26,8 @@ def main() -> int:
     ap.add_argument("--tolerance", type=float, default=2.0)
     a = ap.parse_args()
 
-    from harness.compare import compare_runs
+    from rlvr.harness.report.compare import compare_runs
+
     from tests.runfactory import bernoulli_outcomes, make_run
 
     tmp = Path(tempfile.mkdtemp(prefix="compare-calibration-"))

@@ -6,7 +6,7 @@
 Each grid entry PxN draws N samples for each of P problems (AIME 2024 prompts, the same model and sampling
 settings for every variant: temperature 1, no top-p or top-k cut). Variants:
   hf-engine/chunkC         our engine as `rlvr eval --chunk C` runs it: batches of C samples of one problem,
-                           shared-prefix "cascade" decoding where the architecture allows (harness/cascade.py)
+                           shared-prefix "cascade" decoding where the architecture allows (harness/sample/cascade.py)
   hf-engine-transformers   the same with the first chunk size, forced onto transformers' forward
   naive-per-problem        one `model.generate(num_return_sequences=N)` call per problem
   naive-per-problem/C      calls of `num_return_sequences=C` (the first chunk size) until N, for N > C: what
@@ -75,12 +75,12 @@ def main() -> int:
     a = ap.parse_args()
 
     import torch
+    from rlvr.harness.eval.evaluate import EvalConfig, evaluate
+    from rlvr.harness.provenance import collect, utc_now
+    from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
+    from rlvr.harness.sample.models import init_model, load_model
 
-    import tasks
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.models import init_model, load_model
-    from harness.provenance import collect, utc_now
-    from harness.sampling import HFEngine, SamplingParams, sample_seed
+    from rlvr import tasks
 
     provenance = collect()          # of the code that runs (taken before it runs)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sampling-"))

@@ -34,10 +34,10 @@ def main() -> int:
     a = ap.parse_args()
 
     import torch
+    from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
+    from rlvr.harness.sample.models import init_model, load_model
 
-    import tasks
-    from harness.models import init_model, load_model
-    from harness.sampling import HFEngine, SamplingParams, sample_seed
+    from rlvr import tasks
 
     class EveryRow(HFEngine):
         def _stop_tokens(self, stop, vocab, device):

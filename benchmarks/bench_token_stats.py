@@ -3,7 +3,7 @@
     python benchmarks/bench_token_stats.py [--tokens 16384] [--vocab 32768] [--hidden 256] [--json out.json]
 
 Methods: GRPO (needs logp only), Lp-Reg (+ min-p proxy in the old pass), CaSP (+ entropy and top-3 with
-grad). Implementations of harness/token_stats.py: `function` (custom autograd.Function, the default),
+grad). Implementations of harness/train/token_stats.py: `function` (custom autograd.Function, the default),
 `checkpoint` (torch.utils.checkpoint per chunk) and `naive` (the whole [tokens, V] logits).
 
 How peak memory is measured on CPU: each case runs in a fresh subprocess (with glibc's mmap
@@ -42,10 +42,10 @@ def peak_mib() -> float:
 
 def run_case(method_name: str, impl: str, tokens: int, vocab: int, hidden: int, seq: int, chunk: int | None) -> dict:
     import torch
+    from rlvr.harness.train.token_stats import old_pass_fields, update_pass_fields
+    from rlvr.methods.base import TokenBatch
 
-    import methods
-    from harness.token_stats import old_pass_fields, update_pass_fields
-    from methods.base import TokenBatch
+    from rlvr import methods
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

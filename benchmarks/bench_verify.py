@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tasks  # noqa: E402
-import tasks.math  # noqa: E402,F401  (registers the math tasks)
-from harness.verifier_pool import VerifierPool  # noqa: E402
-from tasks.base import Problem  # noqa: E402
+import rlvr.tasks.math  # noqa: E402,F401  (registers the math tasks)
+from rlvr.harness.verify.pool import VerifierPool  # noqa: E402
+from rlvr.tasks.base import Problem  # noqa: E402
+
+from rlvr import tasks  # noqa: E402
 
 FILLER = [
     "First, let us restate the problem in our own words.",

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from harness.errors import UserError
+from rlvr.harness.errors import UserError
 
 Setup = Callable[[argparse.ArgumentParser], None]
 Handler = Callable[[argparse.Namespace], int]
@@ -44,8 +44,8 @@ def _setup_table(p: argparse.ArgumentParser) -> None:
 
 @verb("table", "result table: runs x benchmarks, 'pass@1 / pass@256' cells, domain averages", _setup_table)
 def _cmd_table(a: argparse.Namespace) -> int:
-    from harness.metrics import incomplete_notes
-    from harness.tables import parse_ks, table
+    from rlvr.harness.report.metrics import incomplete_notes
+    from rlvr.harness.report.tables import parse_ks, table
 
     text = table(a.runs, parse_ks(a.k) if a.k else None, a.format, a.reference, a.tasks, a.allow_different_problems)
     for note in incomplete_notes(a.runs):
@@ -69,8 +69,8 @@ def _setup_plot(p: argparse.ArgumentParser) -> None:
 
 @verb("plot", "pass@k curves per benchmark with bootstrap bands, one colour per run", _setup_plot)
 def _cmd_plot(a: argparse.Namespace) -> int:
-    from harness.metrics import incomplete_notes
-    from harness.plots import plot_runs
+    from rlvr.harness.report.metrics import incomplete_notes
+    from rlvr.harness.report.plots import plot_runs
 
     path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
                      allow_different_problems=a.allow_different_problems)
@@ -102,9 +102,9 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 
 @verb("compare", "paired-bootstrap pass@k regression check; exit 1 on a significant drop", _setup_compare)
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from harness.compare import compare_runs
-    from harness.metrics import incomplete_notes
-    from harness.tables import parse_ks
+    from rlvr.harness.report.compare import compare_runs
+    from rlvr.harness.report.metrics import incomplete_notes
+    from rlvr.harness.report.tables import parse_ks
 
     if not 0 <= a.max_error_rate <= 1:
         raise UserError(f"--max-error-rate must be in [0, 1], got {a.max_error_rate}")
@@ -142,8 +142,8 @@ def _setup_metrics(p: argparse.ArgumentParser) -> None:
 
 @verb("metrics", "recompute a run's metrics.json (pass@k curves) from its samples", _setup_metrics)
 def _cmd_metrics(a: argparse.Namespace) -> int:
-    from harness.metrics import update_metrics
-    from harness.runstore import Run
+    from rlvr.harness.report.metrics import update_metrics
+    from rlvr.harness.runs.store import Run
 
     m = update_metrics(Run.open(a.run), iterations=a.iterations, seed=a.seed)
     for t, tm in m["tasks"].items():
@@ -170,7 +170,7 @@ def _setup_regrade(p: argparse.ArgumentParser) -> None:
 
 @verb("regrade", "verify a run's stored completions again with the current verifiers (no sampling)", _setup_regrade)
 def _cmd_regrade(a: argparse.Namespace) -> int:
-    from harness.regrade import regrade, render
+    from rlvr.harness.eval.regrade import regrade, render
 
     if a.workers is not None and a.workers < 1:
         raise UserError(f"--workers must be >= 1, got {a.workers}")
@@ -188,10 +188,10 @@ def _setup_tasks(p: argparse.ArgumentParser) -> None:
 
 @verb("tasks", "list the benchmarks: name, domain, size, source, whether the data is available here", _setup_tasks)
 def _cmd_tasks(a: argparse.Namespace) -> int:
+    from rlvr.tasks.loading import local_file
     from tabulate import tabulate
 
-    import tasks as registry
-    from tasks.loading import local_file
+    from rlvr import tasks as registry
 
     rows = []
     suites = {t: s for s, names in registry.SUITES.items() if s != "all10" for t in names}
@@ -234,7 +234,7 @@ def _setup_init_model(p: argparse.ArgumentParser) -> None:
 
 @verb("init-model", "build a small Qwen2-architecture model and tokenizer offline, in HF format", _setup_init_model)
 def _cmd_init_model(a: argparse.Namespace) -> int:
-    from harness.models import TinyModelSpec, init_model
+    from rlvr.harness.sample.models import TinyModelSpec, init_model
 
     spec = TinyModelSpec(vocab_size=a.vocab_size, hidden_size=a.hidden_size, num_layers=a.layers,
                          num_heads=a.heads, num_kv_heads=a.heads // 2 or 1, seed=a.seed)
@@ -277,10 +277,10 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
 
 @verb("eval", "sample n completions per problem, verify them, write a run directory with pass@k", _setup_eval)
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from harness.evaluate import EvalConfig, evaluate, parse_shard, parse_templates
-    from harness.sampling import SamplingParams
-    from harness.task_options import parse_task_options
-    from tasks import expand
+    from rlvr.harness.eval.evaluate import EvalConfig, evaluate, parse_shard, parse_templates
+    from rlvr.harness.sample.engine import SamplingParams
+    from rlvr.harness.verify.task_options import parse_task_options
+    from rlvr.tasks import expand
 
     names = expand(a.tasks)
     cfg = EvalConfig(
@@ -305,7 +305,7 @@ def _setup_merge(p: argparse.ArgumentParser) -> None:
 
 @verb("merge", "combine the shards of one evaluation into one run (refuses differing settings)", _setup_merge)
 def _cmd_merge(a: argparse.Namespace) -> int:
-    from harness.merge import merge_runs
+    from rlvr.harness.eval.merge import merge_runs
 
     run = merge_runs(a.runs, a.out, a.allow_partial)
     print(run.path)
@@ -320,7 +320,7 @@ def _setup_methods(p: argparse.ArgumentParser) -> None:
 
 @verb("methods", "list the RLVR methods with their hyperparameters and defaults", _setup_methods)
 def _cmd_methods(a: argparse.Namespace) -> int:
-    import methods
+    from rlvr import methods
 
     names = [a.name] if a.name else methods.available()
     for name in names:
@@ -352,15 +352,15 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
 @verb("train", "train a model with an RLVR method (resumes from the last checkpoint in --out)", _setup_train)
 def _cmd_train(a: argparse.Namespace) -> int:
     if a.backend == "verl":
-        from harness.backends.verl import launch
+        from rlvr.harness.backends.verl import launch
 
         plan = launch.prepare(a.config, a.set)
         print(plan.render(), flush=True)
         return 0 if a.print_only else launch.run(plan)
     if a.print_only:
         raise UserError("--print-only: only with --backend verl")
-    from harness.config import load_config
-    from harness.trainer import TrainConfig, train
+    from rlvr.harness.config import load_config
+    from rlvr.harness.train.trainer import TrainConfig, train
 
     cfg = load_config(TrainConfig, a.config, a.set, ignore=("verl",))   # verl: is for --backend verl
     print(train(cfg))
@@ -391,13 +391,13 @@ def _setup_reproduce(p: argparse.ArgumentParser) -> None:
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     only = _csv_list(a.methods) if a.methods else None
     if a.name != "micro":
-        from harness.reproduce import reproduce
+        from rlvr.harness.reproduce.runner import reproduce
 
         return reproduce(a.name, dry_run=a.dry_run, scale=a.scale, quick=a.quick, out=a.out, cache=a.cache,
                          arms=only, data_dir=a.data_dir)
     if a.dry_run:
         raise UserError("--dry-run applies to the paper recipes; `rlvr reproduce micro --quick` is the short run")
-    from harness.micro import run_micro
+    from rlvr.harness.reproduce.micro import run_micro
 
     out = a.out or ("runs/micro-quick" if a.quick else "runs/micro")
     run_micro(out, a.cache, quick=a.quick, only=only)
@@ -430,12 +430,12 @@ def _setup_export_lm_eval(p: argparse.ArgumentParser) -> None:
 @verb("export-lm-eval", "write our tasks as lm-eval task YAMLs (our prompts, verifiers, unbiased pass@k)",
       _setup_export_lm_eval)
 def _cmd_export_lm_eval(a: argparse.Namespace) -> int:
-    from harness.evaluate import parse_templates
-    from harness.lmeval_export import ExportConfig, export_lm_eval
-    from harness.sampling import SamplingParams
-    from harness.tables import parse_ks
-    from harness.task_options import parse_task_options
-    from tasks import expand
+    from rlvr.harness.backends.lmeval import ExportConfig, export_lm_eval
+    from rlvr.harness.eval.evaluate import parse_templates
+    from rlvr.harness.report.tables import parse_ks
+    from rlvr.harness.sample.engine import SamplingParams
+    from rlvr.harness.verify.task_options import parse_task_options
+    from rlvr.tasks import expand
 
     names = expand(a.tasks)
     cfg = ExportConfig(task_options=parse_task_options(a.task_option, names),

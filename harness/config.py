@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.errors import UserError
+from rlvr.harness.errors import UserError
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import harness
+from rlvr import harness
 
 # Versions recorded in every run.json (absent packages are recorded as null).
 TRACKED_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "math-verify", "datasets", "numpy",

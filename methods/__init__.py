@@ -1,6 +1,6 @@
 """Method registry: `methods.get(name)`, `methods.available()`, `methods.build(name, overrides)`.
 
-A method is a frozen dataclass subclassing `methods.base.Method`, registered by name with
+A method is a frozen dataclass subclassing `rlvr.methods.base.Method`, registered by name with
 `@methods.register("name")`. `build` turns a name and a dict of overrides (the `method:` block of a
 training config) into an instance, rejecting unknown fields and ill-typed values with a ValueError that
 names the field; the CLI turns that into a user error.
@@ -15,14 +15,14 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from methods.base import AUX_FIELDS, Method, TokenBatch
+from rlvr.methods.base import AUX_FIELDS, Method, TokenBatch
 
 __all__ = ["Method", "TokenBatch", "AUX_FIELDS", "register", "get", "available", "build", "build_spec", "describe"]
 
 _REGISTRY: dict[str, type[Method]] = {}
 
 # Modules that define methods; each registers its methods on import.
-_METHOD_MODULES: tuple[str, ...] = ("methods.grpo", "methods.nsr", "methods.lp_reg", "methods.casp", "methods.bbg")
+_METHOD_MODULES: tuple[str, ...] = ("rlvr.methods.grpo", "rlvr.methods.nsr", "rlvr.methods.lp_reg", "rlvr.methods.casp", "rlvr.methods.bbg")
 
 
 def register(name: str):
@@ -31,7 +31,7 @@ def register(name: str):
     def deco(cls: type[Method]) -> type[Method]:
         # the class itself must be a dataclass, not just inherit Method's fields
         if not (isinstance(cls, type) and issubclass(cls, Method) and "__dataclass_fields__" in cls.__dict__):
-            raise TypeError(f"{cls!r} must be a dataclass subclassing methods.base.Method")
+            raise TypeError(f"{cls!r} must be a dataclass subclassing rlvr.methods.base.Method")
         if not cls.__dataclass_params__.frozen:
             raise TypeError(f"method {name!r}: {cls.__name__} must be a frozen dataclass")
         if name in _REGISTRY and _REGISTRY[name] is not cls:

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from rlvr.methods.aggregation import AggMode, AggScale, agg_loss
 from torch import Tensor
-
-from methods.aggregation import AggMode, AggScale, agg_loss
 
 __all__ = ["TokenBatch", "Method", "AUX_FIELDS", "count_kept_groups"]
 
-# The optional per-token fields a method may name in `requires` (harness/token_stats.py computes them).
+# The optional per-token fields a method may name in `requires` (harness/train/token_stats.py computes them).
 AUX_FIELDS: frozenset[str] = frozenset({
     "ref_logp",          # [B, T]     reference-model log-prob of the sampled token, no grad
     "tokens",            # [B, T]     sampled token ids
@@ -120,7 +119,7 @@ class Method:
         return False
 
     def stat_params(self) -> dict[str, float | int | bool]:
-        """Settings for harness/token_stats.py: {"top_n": N} and/or {"minp_kappa": k, "minp_strict": b}."""
+        """Settings for harness/train/token_stats.py: {"top_n": N} and/or {"minp_kappa": k, "minp_strict": b}."""
         return {}
 
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from rlvr.methods import register
+from rlvr.methods.advantages import group_index, group_sum
+from rlvr.methods.base import Method, TokenBatch
+from rlvr.methods.grpo import GRPO
+from rlvr.methods.nsr import WReinforce
 from torch import Tensor
-
-from methods import register
-from methods.advantages import group_index, group_sum
-from methods.base import Method, TokenBatch
-from methods.grpo import GRPO
-from methods.nsr import WReinforce
 
 __all__ = ["BBG", "boundary_utility"]
 

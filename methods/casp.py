@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from rlvr.methods import register
+from rlvr.methods.advantages import group_normalized, per_token
+from rlvr.methods.aggregation import masked_mean, ppo_clip_loss, ppo_ratio
+from rlvr.methods.base import Method, TokenBatch
+from rlvr.methods.grpo import ppo_stats
 from torch import Tensor
-
-from methods import register
-from methods.advantages import group_normalized, per_token
-from methods.aggregation import masked_mean, ppo_clip_loss, ppo_ratio
-from methods.base import Method, TokenBatch
-from methods.grpo import ppo_stats
 
 __all__ = ["CaSP", "forking_tokens"]
 

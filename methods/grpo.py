@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from rlvr.methods import register
+from rlvr.methods.advantages import group_normalized, per_token
+from rlvr.methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_loss, ppo_ratio
+from rlvr.methods.base import Method, TokenBatch
 from torch import Tensor
-
-from methods import register
-from methods.advantages import group_normalized, per_token
-from methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_loss, ppo_ratio
-from methods.base import Method, TokenBatch
 
 __all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats", "clipped_pg_loss", "with_entropy_bonus"]
 

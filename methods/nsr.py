@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rlvr.methods import register
+from rlvr.methods.advantages import per_token, signed_reinforce
+from rlvr.methods.base import Method, TokenBatch
+from rlvr.methods.grpo import clipped_pg_loss, with_entropy_bonus
 from torch import Tensor
-
-from methods import register
-from methods.advantages import per_token, signed_reinforce
-from methods.base import Method, TokenBatch
-from methods.grpo import clipped_pg_loss, with_entropy_bonus
 
 __all__ = ["SignedReinforce", "PSR", "NSR", "WReinforce"]
 

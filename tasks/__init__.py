@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-from harness.errors import UserError
-from tasks.base import HubSource, Problem, Task, Verdict
+from rlvr.tasks.base import HubSource, Problem, Task, Verdict
+from rlvr.tasks.errors import UserError
 
 __all__ = ["HubSource", "Problem", "Task", "Verdict", "register", "get", "available", "expand", "SUITES"]
 
 _REGISTRY: dict[str, Task] = {}
 
 # Modules that hold task definitions; each registers its tasks on import.
-_TASK_MODULES: tuple[str, ...] = ("tasks.math", "tasks.bbh", "tasks.synlogic", "tasks.reasoning_gym_tasks",
-                                  "tasks.code", "tasks.micro")
+_TASK_MODULES: tuple[str, ...] = ("rlvr.tasks.math", "rlvr.tasks.bbh", "rlvr.tasks.synlogic", "rlvr.tasks.reasoning_gym_tasks",
+                                  "rlvr.tasks.code", "rlvr.tasks.micro")
 
 SUITES: dict[str, tuple[str, ...]] = {
     "math6": ("aime24", "aime25", "amc23", "math500", "minerva_math", "olympiadbench"),

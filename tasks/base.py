@@ -130,7 +130,7 @@ class Task:
 
     def preflight(self) -> None:
         """Check that this task's verifier can run on this machine, before any sample is drawn; raise a
-        one-line `harness.errors.UserError` saying what is wrong and what to install or set. Default:
+        one-line `rlvr.tasks.errors.UserError` saying what is wrong and what to install or set. Default:
         nothing to check. Code tasks run a known-good and a known-bad program through `check` (the code
         sandbox must work); the result is cached per process."""
 

@@ -23,11 +23,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from tasks import register
-from tasks.base import HubSource, Problem, Task, Verdict
-from tasks.loading import hub_or_local_cache, load_records, local_file, resolve_data_dir
-from tasks.templates import chatml, with_chat_template
+from rlvr.tasks import register
+from rlvr.tasks.base import HubSource, Problem, Task, Verdict
+from rlvr.tasks.errors import UserError
+from rlvr.tasks.loading import hub_or_local_cache, load_records, local_file, resolve_data_dir
+from rlvr.tasks.templates import chatml, with_chat_template
 
 SUBTASKS: tuple[str, ...] = (
     "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",

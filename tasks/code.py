@@ -1,5 +1,5 @@
 """Code tasks: HumanEval (base tests), HumanEval+ (EvalPlus) and LiveCodeBench; every program runs in
-`tasks.sandbox`.
+`rlvr.tasks.sandbox`.
 
 How a function is tested without trusting the process that runs it (HumanEval, HumanEval+, LCB
 LeetCode-style problems). The upstream protocol execs `prompt + completion + test + check(entry)` in
@@ -49,11 +49,11 @@ import zlib
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from harness.errors import UserError
-from tasks import register
-from tasks.base import HubSource, Problem, Task, Verdict, VerifierError
-from tasks.loading import load_records
-from tasks.sandbox import (
+from rlvr.tasks import register
+from rlvr.tasks.base import HubSource, Problem, Task, Verdict, VerifierError
+from rlvr.tasks.errors import UserError
+from rlvr.tasks.loading import load_records
+from rlvr.tasks.sandbox import (
     BWRAP_ENV,
     INSTALL_HINT,
     PYTHON_ENV,
@@ -63,7 +63,7 @@ from tasks.sandbox import (
     run_checked,
     sandbox_info,
 )
-from tasks.templates import chatml, with_chat_template
+from rlvr.tasks.templates import chatml, with_chat_template
 
 MAX_FRAME_BYTES = 32 << 20
 

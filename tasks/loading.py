@@ -11,13 +11,16 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from harness.errors import UserError
+from rlvr.tasks.errors import UserError
 
 if TYPE_CHECKING:
-    from tasks.base import Task
+    from rlvr.tasks.base import Task
 
 DATA_DIR_ENV = "RLVR_DATA_DIR"
 
@@ -100,6 +103,26 @@ def hub_kwargs(task: Task) -> dict[str, Any]:
     return kwargs
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connect. Without it, `from_pretrained` retries a
+    hub id for about half a minute per file before it looks in the local cache. False when
+    HF_HUB_OFFLINE is set; True (not probed) behind a proxy, where a direct connect proves nothing."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    proxies = urllib.request.getproxies()       # the environment's, and the system's on macOS and Windows
+    if proxies.get("https") or proxies.get("all"):
+        return True
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def hub_or_local_cache():
     """Around `datasets.load_dataset`. When the hub cannot be reached and `datasets` is not offline already
@@ -108,8 +131,6 @@ def hub_or_local_cache():
     once, saying so."""
     import datasets
     from huggingface_hub import constants
-
-    from harness.models import hub_reachable
 
     if datasets.config.HF_HUB_OFFLINE or hub_reachable():
         yield

@@ -33,13 +33,12 @@ import sympy
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.utils import timeout
-
-from harness.errors import UserError
-from tasks import register
-from tasks.base import HubSource, Problem, Task, Verdict
-from tasks.loading import load_records
-from tasks.math_extract import decode, encode, extract_candidates, find_boxed, normalize_answer
-from tasks.templates import chatml, with_chat_template
+from rlvr.tasks import register
+from rlvr.tasks.base import HubSource, Problem, Task, Verdict
+from rlvr.tasks.errors import UserError
+from rlvr.tasks.loading import load_records
+from rlvr.tasks.math_extract import decode, encode, extract_candidates, find_boxed, normalize_answer
+from rlvr.tasks.templates import chatml, with_chat_template
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 QWEN_SYSTEM = "You are a helpful assistant."

@@ -21,8 +21,8 @@ import json
 import random
 from typing import Any
 
-from tasks import register
-from tasks.base import Problem, Task, Verdict
+from rlvr.tasks import register
+from rlvr.tasks.base import Problem, Task, Verdict
 
 MICRO_VERSION = "micro-v1"
 EVAL_SIZE = {"micro_arith": 64, "micro_order": 64, "micro_code": 64}
@@ -108,13 +108,13 @@ class MicroArith(MicroTask):
         return " " + " ".join(parts) + f" \\boxed{{{acc}}}"
 
     def extract(self, problem, completion):
-        from tasks.math_extract import extract_candidates
+        from rlvr.tasks.math_extract import extract_candidates
 
         found = extract_candidates(completion, "boxed")
         return found[1][0] if found else None
 
     def check(self, problem, extracted):
-        from tasks.math import answers_match
+        from rlvr.tasks.math import answers_match
 
         ok = answers_match(problem.answer, extracted)
         return Verdict(ok, float(ok), extracted, "ok" if ok else "mismatch")
@@ -178,8 +178,8 @@ class MicroCode(MicroTask):
 
     def preflight(self) -> None:
         """A correct and a wrong program for the first evaluation problem through `check` (see
-        `tasks.code.preflight_code_task`)."""
-        from tasks.code import preflight_code_task
+        `rlvr.tasks.code.preflight_code_task`)."""
+        from rlvr.tasks.code import preflight_code_task
 
         p = self.problem("eval", 0)
         good = self.extract(p, self.solution(p, random.Random(0), 0.0))
@@ -213,7 +213,7 @@ class MicroCode(MicroTask):
         one-line expressions; HumanEval and LiveCodeBench keep the two-process protocol."""
         import secrets
 
-        from tasks.sandbox import run_checked
+        from rlvr.tasks.sandbox import run_checked
 
         a, b = problem.answer["a"], problem.answer["b"]
         line = extracted.split("\n")[1].strip()

@@ -24,11 +24,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from tasks import register
-from tasks.base import Problem, Task, Verdict
-from tasks.loading import load_records
-from tasks.templates import chat_or_chatml, with_chat_template
+from rlvr.tasks import register
+from rlvr.tasks.base import Problem, Task, Verdict
+from rlvr.tasks.errors import UserError
+from rlvr.tasks.loading import load_records
+from rlvr.tasks.templates import chat_or_chatml, with_chat_template
 
 RG_PACKAGE = "reasoning-gym==0.1.25"
 

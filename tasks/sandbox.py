@@ -61,7 +61,7 @@ In every mode:
   namespace modes init also writes the program's wait status there when it ends. The program can
   reach neither end. A run without the ready byte (the sandbox tool failed, a mount failed, the
   set-up did not finish before the deadline) has status `sandbox_error`, which verifiers turn into an
-  error verdict (`tasks.base.VerifierError`), never into a wrong answer.
+  error verdict (`rlvr.tasks.base.VerifierError`), never into a wrong answer.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from rlvr.tasks.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -739,10 +739,10 @@ def run_program(source: str, stdin: str | bytes = "", *, timeout_s: float = 10.0
 
 def run_checked(source: str, **kwargs: Any) -> RunResult:
     """`run_program` for verifiers: when the sandbox cannot run the program (no isolation here, or it
-    failed to start it) raise `tasks.base.VerifierError`, so that the sample gets an error verdict and
+    failed to start it) raise `rlvr.tasks.base.VerifierError`, so that the sample gets an error verdict and
     is never scored as a wrong answer. A program that crashes, loops or runs out of memory returns
     normally (its status says so): that is the program's failure."""
-    from tasks.base import VerifierError
+    from rlvr.tasks.base import VerifierError
 
     try:
         res = run_program(source, **kwargs)

@@ -21,12 +21,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from tasks import register
-from tasks.base import HubSource, Problem, Task, Verdict
-from tasks.loading import load_records
-from tasks.synlogic_verifiers import VERIFIERS, SynLogicRecord, game_of_24
-from tasks.templates import chat_or_chatml, with_chat_template
+from rlvr.tasks import register
+from rlvr.tasks.base import HubSource, Problem, Task, Verdict
+from rlvr.tasks.errors import UserError
+from rlvr.tasks.loading import load_records
+from rlvr.tasks.synlogic_verifiers import VERIFIERS, SynLogicRecord, game_of_24
+from rlvr.tasks.templates import chat_or_chatml, with_chat_template
 
 THINK_ANSWER_SYSTEM = (
     "You are a helpful assistant. First think about the reasoning process inside <think> </think> "

@@ -16,6 +16,6 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A small randomly initialised model in HF format, built offline once per test session."""
-    from harness.models import TinyModelSpec, init_model
+    from rlvr.harness.sample.models import TinyModelSpec, init_model
 
     return init_model(tmp_path_factory.mktemp("models") / "tiny", TinyModelSpec(hidden_size=32, num_layers=1))

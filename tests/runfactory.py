@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.metrics import update_metrics
-from harness.runstore import Run
+from rlvr.harness.report.metrics import update_metrics
+from rlvr.harness.runs.store import Run
 
 
 def make_run(path: Path, outcomes: dict[str, dict[str, list[bool]]], label: str | None = None,

@@ -7,13 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import rlvr.tasks.bbh as bbh
 from hypothesis import given
 from hypothesis import strategies as st
+from rlvr.harness.errors import UserError
+from rlvr.tasks.base import Problem
 
-import tasks
-import tasks.bbh as bbh
-from harness.errors import UserError
-from tasks.base import Problem
+from rlvr import tasks
 
 DATA_DIR = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
 needs_data = pytest.mark.skipif(not (DATA_DIR / "bbh" / "test.jsonl").is_file(), reason="no local bbh data")

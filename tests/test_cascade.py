@@ -1,11 +1,10 @@
-"""Shared-prefix decoding (harness/cascade.py) against the model's own forward, for each family it takes."""
+"""Shared-prefix decoding (harness/sample/cascade.py) against the model's own forward, for each family it takes."""
 
 import pytest
 import torch
-
-from harness.cascade import CascadeDecoder, cascade_unsupported, prefill
-from harness.errors import UserError
-from harness.sampling import HFEngine, SamplingParams, sample_seed
+from rlvr.harness.errors import UserError
+from rlvr.harness.sample.cascade import CascadeDecoder, cascade_unsupported, prefill
+from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
 
 
 def _model(kind: str):
@@ -36,10 +35,10 @@ def _model(kind: str):
 def test_cascade_logits_equal_the_models_forward(kind, fused, monkeypatch):
     """Every step's logits equal a full forward over prompt + tokens, through a row drop and a buffer growth,
     with q|k|v and gate|up fused (small models) or read from the modules as they are (large ones)."""
-    import harness.cascade
+    import rlvr.harness.sample.cascade
 
     if not fused:
-        monkeypatch.setattr(harness.cascade, "FUSE_MAX_PARAMS", 0)
+        monkeypatch.setattr(rlvr.harness.sample.cascade, "FUSE_MAX_PARAMS", 0)
     model = _model(kind)
     assert cascade_unsupported(model) is None
     g = torch.Generator().manual_seed(1)
@@ -78,7 +77,7 @@ def test_cascade_refuses_what_it_does_not_implement():
 
 
 def _engine(tiny_model, cascade):
-    from harness.models import load_model
+    from rlvr.harness.sample.models import load_model
 
     model, tok = load_model(str(tiny_model))
     return HFEngine(model, tok, cascade=cascade), model, tok

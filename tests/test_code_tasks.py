@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import rlvr.tasks.code as code
+from rlvr.harness.errors import UserError
+from rlvr.tasks import sandbox
+from rlvr.tasks.base import Problem, Verdict, VerifierError
+from rlvr.tasks.loading import hub_kwargs
+from rlvr.tasks.sandbox import RunResult, sandbox_info
 
-import tasks
-import tasks.code as code
-from harness.errors import UserError
-from tasks import sandbox
-from tasks.base import Problem, Verdict, VerifierError
-from tasks.loading import hub_kwargs
-from tasks.sandbox import RunResult, sandbox_info
+from rlvr import tasks
 from tests.test_sandbox import mode_fixture  # noqa: F401  (fixture `mode`: each isolating mode that works here)
 
 DATA = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
@@ -297,7 +297,8 @@ def test_adversarial_program_is_scored_incorrect(mode, path, humaneval, tmp_path
 def test_adversarial_program_unisolated(path, humaneval, tmp_path, monkeypatch):
     """The unisolated opt-in (no namespaces) still scores these incorrect; the files marked `needs:
     isolation` (network, writing outside, killing the parent) are exactly what it does not promise to stop."""
-    from tasks import sandbox
+    from rlvr.tasks import sandbox
+
     from tests.test_sandbox import _open_python
     python = _open_python()
     if python is None or os.geteuid() != 0:
@@ -565,7 +566,7 @@ def test_a_sandbox_that_cannot_start_is_a_verifier_error_in_every_check(monkeypa
 
 
 def test_no_isolation_is_an_error_verdict_in_the_pool_never_a_wrong_answer(monkeypatch):
-    from harness.verifier_pool import VerifierPool
+    from rlvr.harness.verify.pool import VerifierPool
 
     monkeypatch.setenv(sandbox.BWRAP_ENV, "/nonexistent/bwrap")
     monkeypatch.setenv(sandbox.UNSHARE_ENV, "/nonexistent/unshare")
@@ -643,9 +644,9 @@ def test_code_tasks_score_through_rlvr_eval_without_bwrap(tmp_path, monkeypatch,
     """What the README's main command does for the code tasks, with bwrap missing: known-good completions
     (micro_code's exact solutions, HumanEval's canonical ones) are sampled by a fake engine, verified by
     the verifier pool's worker processes in the real sandbox, and scored correct."""
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.sampling import Completion, SamplingParams
-    from harness.verifier_pool import VerifierPool
+    from rlvr.harness.eval.evaluate import EvalConfig, evaluate
+    from rlvr.harness.sample.engine import Completion, SamplingParams
+    from rlvr.harness.verify.pool import VerifierPool
 
     monkeypatch.setenv(sandbox.BWRAP_ENV, "/nonexistent/bwrap")
     monkeypatch.delenv(sandbox.SANDBOX_ENV, raising=False)

@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness import cli
-from harness.errors import UserError
-from harness.merge import merge_runs
-from harness.runstore import Run
+from rlvr.harness import cli
+from rlvr.harness.errors import UserError
+from rlvr.harness.eval.merge import merge_runs
+from rlvr.harness.runs.store import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +59,7 @@ def test_rerun_of_a_finished_run_adds_nothing(reference_run, tiny_model, data_di
 
 def test_resume_after_kill_9_gives_the_same_samples(reference_run, tiny_model, data_dir, tmp_path):
     out = tmp_path / "killed"
-    argv = [sys.executable, "-m", "harness.cli", *eval_argv(tiny_model, out, data_dir)]
+    argv = [sys.executable, "-m", "rlvr.harness.cli", *eval_argv(tiny_model, out, data_dir)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -138,7 +137,7 @@ def no_model_load(monkeypatch):
     """Fails the test if `rlvr eval` gets as far as loading the model."""
     def fail(cfg):
         pytest.fail("the model was loaded before the error")
-    monkeypatch.setattr("harness.evaluate.make_engine", fail)
+    monkeypatch.setattr("rlvr.harness.eval.evaluate.make_engine", fail)
 
 
 def one_line_error(capsys) -> str:
@@ -189,14 +188,14 @@ def test_resume_may_change_the_label_but_not_the_chunk(tiny_model, data_dir, tmp
     assert info["label"] == "second" and len(info["resumes"]) == 2
     assert (out / "samples.jsonl").read_text() == samples
     capsys.readouterr()
-    monkeypatch.setattr("harness.evaluate.make_engine", lambda cfg: pytest.fail("model loaded"))
+    monkeypatch.setattr("rlvr.harness.eval.evaluate.make_engine", lambda cfg: pytest.fail("model loaded"))
     assert cli.main(eval_argv(tiny_model, out, data_dir, *small, "--chunk", "1", "--label", "third")) == 2
     assert "setting 'chunk'" in one_line_error(capsys)
     assert json.loads((out / "run.json").read_text())["label"] == "second"
 
 
 def test_a_note_when_prompts_and_new_tokens_pass_the_models_positions(tiny_model, data_dir, tmp_path, capsys):
-    from harness.models import TinyModelSpec, init_model
+    from rlvr.harness.sample.models import TinyModelSpec, init_model
 
     short = init_model(tmp_path / "short", TinyModelSpec(hidden_size=32, num_layers=1, max_position_embeddings=64))
     small = ["--limit", "1", "--n", "2", "--max-new-tokens", "4"]
@@ -217,9 +216,9 @@ def test_tasks_lists_the_generated_micro_tasks_with_their_size(data_dir, capsys)
 
 
 def test_an_unreachable_hub_fails_fast_from_the_local_cache(monkeypatch):
-    from harness import models
+    from rlvr.harness.sample import models
 
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout_s=3.0: False)   # the name models calls
     # without the probe, from_pretrained would retry the hub for ~30 s before this error
     with pytest.raises(UserError, match="rlvr-test/no-such-model .*only the local cache was searched"):
         models.load_model("rlvr-test/no-such-model", device="cpu")
@@ -229,8 +228,7 @@ def test_hub_probe(monkeypatch):
     import socket
 
     from huggingface_hub import constants
-
-    from harness.models import hub_reachable
+    from rlvr.tasks.loading import hub_reachable
 
     for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

@@ -5,17 +5,17 @@ import json
 import re
 
 import pytest
+from rlvr.harness import cli
+from rlvr.harness.errors import UserError
+from rlvr.harness.eval.evaluate import EvalConfig, evaluate
+from rlvr.harness.eval.merge import merge_runs
+from rlvr.harness.reproduce.recipes import eval_task_options, load_recipe
+from rlvr.harness.runs.store import Run
+from rlvr.harness.sample.engine import Completion, SamplingParams
+from rlvr.harness.verify.pool import VerifierPool
+from rlvr.harness.verify.task_options import configured_task, parse_task_options
 
-import tasks
-from harness import cli
-from harness.errors import UserError
-from harness.evaluate import EvalConfig, evaluate
-from harness.merge import merge_runs
-from harness.recipes import eval_task_options, load_recipe
-from harness.runstore import Run
-from harness.sampling import Completion, SamplingParams
-from harness.task_options import configured_task, parse_task_options
-from harness.verifier_pool import VerifierPool
+from rlvr import tasks
 
 
 @pytest.mark.parametrize("items, names, expected", [
@@ -56,10 +56,10 @@ def test_configured_task_refuses_what_the_task_does_not_accept():
 
 
 def test_the_cli_passes_the_option_into_the_eval_config(tmp_path, monkeypatch):
-    import harness.evaluate
+    import rlvr.harness.eval.evaluate
 
     seen = []
-    monkeypatch.setattr(harness.evaluate, "evaluate", seen.append)
+    monkeypatch.setattr(rlvr.harness.eval.evaluate, "evaluate", seen.append)
     assert cli.main(["eval", "--model", "m", "--tasks", "aime24,bbh", "--out", str(tmp_path / "x"),
                      "--task-option", "answer_mode=any_boxed"]) == 0
     assert seen[0].task_options == {"aime24": {"answer_mode": "any_boxed"}}

@@ -2,7 +2,7 @@
 
 The first half needs no lm-eval (default suite). The second half (`tox -e lmeval`, which installs
 lm-eval 0.4.13) runs exported tasks through `lm_eval.simple_evaluate` and replays the very completions
-lm-eval produced through `rlvr eval` (`harness.evaluate.evaluate` with an engine that returns them):
+lm-eval produced through `rlvr eval` (`rlvr.harness.eval.evaluate.evaluate` with an engine that returns them):
 both must report the same pass@k, which also proves that lm-eval sent our prompts verbatim.
 """
 
@@ -14,11 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import tasks as registry
-from harness.cli import main
-from harness.errors import UserError
-from harness.lmeval_export import (
+from rlvr.harness.backends.lmeval import (
     ExportConfig,
     export_lm_eval,
     generation_kwargs,
@@ -26,8 +22,12 @@ from harness.lmeval_export import (
     process_results,
     verify_samples,
 )
-from harness.passk import pass_at_k
-from harness.sampling import Completion, SamplingParams
+from rlvr.harness.cli import main
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.passk import pass_at_k
+from rlvr.harness.sample.engine import Completion, SamplingParams
+
+from rlvr import tasks as registry
 
 
 class _Loader(yaml.SafeLoader):
@@ -235,7 +235,7 @@ class ReplayEngine:
 
 def _replay_through_rlvr_eval(lm_eval_samples: dict, task_names, n, limit, out, templates=None, tokenizer=None):
     """pass@k per task from `rlvr eval` on the completions lm-eval produced."""
-    from harness.evaluate import EvalConfig, evaluate
+    from rlvr.harness.eval.evaluate import EvalConfig, evaluate
 
     completions = {}
     for rows in lm_eval_samples.values():

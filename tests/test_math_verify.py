@@ -8,16 +8,16 @@ import re
 import threading
 
 import pytest
+import rlvr.tasks.math as math_tasks  # registers the math tasks
 import sympy
 from hypothesis import given
 from hypothesis import strategies as st
+from rlvr.harness.errors import UserError
+from rlvr.harness.verify.pool import VerifierPool
+from rlvr.tasks.loading import hub_kwargs
+from rlvr.tasks.math_extract import decode, encode, extract_candidates, find_boxed, normalize_answer
 
-import tasks
-import tasks.math as math_tasks  # registers the math tasks
-from harness.errors import UserError
-from harness.verifier_pool import VerifierPool
-from tasks.loading import hub_kwargs
-from tasks.math_extract import decode, encode, extract_candidates, find_boxed, normalize_answer
+from rlvr import tasks
 
 SUITE = ("aime24", "aime25", "amc23", "math500", "minerva_math", "olympiadbench")
 SIZES = {"aime24": 30, "aime25": 30, "amc23": 40, "math500": 500, "minerva_math": 272,
@@ -86,8 +86,7 @@ def test_an_unreachable_hub_reads_datasets_local_cache_at_once(monkeypatch, tmp_
     offline (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE) is not probed."""
     import datasets
     from huggingface_hub import constants
-
-    from harness import models
+    from rlvr.harness.sample import models
 
     rows = [{"id": 60, "problem": "Find x.", "answer": "70", "input": "Is 1 < 2?", "target": "True"}]
     seen = []
@@ -581,7 +580,7 @@ def test_a_power_tower_cannot_hang_the_math_check():
     # would evaluate it for ever. The check must end by itself, well inside the pool's deadline.
     tower = "5^{5^{5^{5^5}}}"
     p = problem("minerva_math", problem="q", answer="5")
-    with VerifierPool(workers=2, deadline_s=20, preload=["tasks.math"]) as pool:
+    with VerifierPool(workers=2, deadline_s=20, preload=["rlvr.tasks.math"]) as pool:
         results = pool.map([("minerva_math", p, f"\\boxed{{{tower}}}"), ("math500", p, f"\\boxed{{{tower}}}"),
                             ("minerva_math", p, "\\boxed{5}")])
     assert [r.verdict.reason for r in results] == ["mismatch", "mismatch", "ok"]
@@ -619,7 +618,7 @@ def suite_verdicts(data_dir):
                 wrong = int(p.answer) + 1 + abs(int(p.answer)) // 5   # off by more than Minerva's 1%
                 items.append((name, p, f"so the answer is \\boxed{{{wrong}}}."))
                 labels.append(("wrong", name, p.id, wrong))
-    with VerifierPool(deadline_s=30, preload=["tasks.math"]) as pool:
+    with VerifierPool(deadline_s=30, preload=["rlvr.tasks.math"]) as pool:
         verdicts = pool.verify_many(items)
         stats = pool.stats
     assert stats.timeouts == 0 and stats.errors == 0
@@ -655,7 +654,7 @@ def test_every_full_math_gold_verifies_against_itself(data_dir):
         if re.fullmatch(r"-?\d+", p.answer):
             items.append(("math", p, f"so the answer is \\boxed{{{int(p.answer) + 1}}}."))
             labels.append(("wrong", p.id, p.answer))
-    with VerifierPool(deadline_s=30, preload=["tasks.math"]) as pool:
+    with VerifierPool(deadline_s=30, preload=["rlvr.tasks.math"]) as pool:
         verdicts = pool.verify_many(items)
         stats = pool.stats
     assert stats.timeouts == 0 and stats.errors == 0

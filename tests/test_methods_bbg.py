@@ -7,11 +7,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from rlvr.harness.report.passk import pass_at_k
+from rlvr.methods.base import TokenBatch
+from rlvr.methods.bbg import boundary_utility
 
-import methods
-from harness.passk import pass_at_k
-from methods.base import TokenBatch
-from methods.bbg import boundary_utility
+from rlvr import methods
 
 
 @pytest.mark.parametrize("m, n, k, want, tol", [

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from rlvr.methods.base import TokenBatch
+from rlvr.methods.casp import forking_tokens
 
-import methods
-from methods.base import TokenBatch
-from methods.casp import forking_tokens
+from rlvr import methods
 
 Z = [2.0, 1.5, 0.5, 0.0, -1.0]
 

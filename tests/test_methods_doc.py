@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import methods
+from rlvr import methods
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "add-a-method.md"
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rlvr.methods.advantages import group_normalized
+from rlvr.methods.aggregation import AggScale
+from rlvr.methods.base import TokenBatch, count_kept_groups
+from rlvr.methods.grpo import DAPO_OVERRIDES
 
-import methods
-from methods.advantages import group_normalized
-from methods.aggregation import AggScale
-from methods.base import TokenBatch, count_kept_groups
-from methods.grpo import DAPO_OVERRIDES
+from rlvr import methods
 
 
 @st.composite

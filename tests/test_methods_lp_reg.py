@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from rlvr.methods.base import TokenBatch
+from rlvr.methods.lp_reg import PROXY_FILL, minp_proxy_logprobs
 
-import methods
-from methods.base import TokenBatch
-from methods.lp_reg import PROXY_FILL, minp_proxy_logprobs
+from rlvr import methods
 
 P = torch.tensor([0.6, 0.25, 0.1, 0.03, 0.011, 0.009], dtype=torch.float64)
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from rlvr.methods.base import TokenBatch
 
-import methods
-from methods.base import TokenBatch
+from rlvr import methods
 
 REWARDS = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
 GIDS = torch.tensor([0, 0, 0, 1, 1])

@@ -4,9 +4,9 @@ import dataclasses
 import sys
 
 import pytest
+from rlvr.methods.grpo import DAPO_OVERRIDES, DR_GRPO_OVERRIDES
 
-import methods
-from methods.grpo import DAPO_OVERRIDES, DR_GRPO_OVERRIDES
+from rlvr import methods
 
 ALL = ["bbg", "casp", "grpo", "lp_reg", "nsr", "psr", "w_reinforce"]
 

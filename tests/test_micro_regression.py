@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from rlvr.harness.report.compare import compare_runs
+from rlvr.harness.reproduce.micro import (
+    QUICK,
+    MicroRecipe,
+    build_base,
+    evaluate_model,
+    run_micro,
+    train_method,
+)
+from rlvr.methods.grpo import GRPO
 
-import methods
-from harness.compare import compare_runs
-from harness.micro import QUICK, MicroRecipe, build_base, evaluate_model, run_micro, train_method
-from methods.grpo import GRPO
+from rlvr import methods
 
 pytestmark = pytest.mark.regression      # tox -e regression (CI runs it after the test suite)
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from harness.passk import default_ks, pass_at_k, passk_curve
+from rlvr.harness.report.passk import default_ks, pass_at_k, passk_curve
 
 
 @st.composite

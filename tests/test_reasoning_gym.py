@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import rlvr.tasks.reasoning_gym_tasks as rg
+from rlvr.harness.errors import UserError
 
-import tasks
-import tasks.reasoning_gym_tasks as rg
-from harness.errors import UserError
+from rlvr import tasks
 
 DATA_DIR = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
 HAVE_RG = importlib.util.find_spec("reasoning_gym") is not None

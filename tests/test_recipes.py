@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rlvr.harness import cli
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.tables import Row, match_reference, reference_rows
+from rlvr.harness.reproduce import recipes
+from rlvr.harness.reproduce import runner as reproduce
+from rlvr.harness.reproduce.micro import MicroRecipe
+from rlvr.harness.runs.store import Run
+from rlvr.harness.sample.models import TinyModelSpec
+from rlvr.harness.train.pretrain import PretrainConfig
 
-from harness import cli, recipes, reproduce
-from harness.errors import UserError
-from harness.micro import MicroRecipe
-from harness.models import TinyModelSpec
-from harness.pretrain import PretrainConfig
-from harness.runstore import Run
-from harness.tables import Row, match_reference, reference_rows
 from tests.runfactory import bernoulli_outcomes, make_run
 
 REPRO = Path(__file__).resolve().parents[1] / "reproduce"
@@ -60,7 +62,7 @@ def machine_missing(name: str) -> set[tuple[str, str]]:
     import importlib.util
     from importlib import metadata
 
-    from harness.backends.verl import VERL_VERSION
+    from rlvr.harness.backends.verl import VERL_VERSION
 
     out = set()
     if recipes.gpu_count() < GPUS[name]:
@@ -185,7 +187,7 @@ def test_reproduce_user_errors(capsys, argv, message):
 
 
 def test_a_recipe_that_cannot_run_here_writes_its_verl_configs(tmp_path, data_dir, empty_hf_cache):
-    from harness.backends.verl.launch import load
+    from rlvr.harness.backends.verl.launch import load
 
     recipe, path = recipes.load_recipe("nsr")
     with pytest.raises(UserError, match="cannot run here: missing model Qwen/Qwen2.5-Math-7B"):
@@ -381,7 +383,7 @@ def test_table_sets_a_run_beside_the_paper_with_deltas(tmp_path, capsys):
 
 
 def test_runs_of_one_model_under_two_protocols_make_one_row(tmp_path):
-    from harness.tables import table
+    from rlvr.harness.report.tables import table
 
     a = make_run(tmp_path / "a", {"aime24": bernoulli_outcomes([0.5] * 4, 16, 1)}, label="Lp-Reg (on.)")
     b = make_run(tmp_path / "b", {"math500": bernoulli_outcomes([0.5] * 4, 1, 2)}, label="Lp-Reg (on.)")
@@ -475,7 +477,7 @@ def test_a_one_device_recipe_trains_evaluates_and_tabulates(tmp_path, tiny_model
     assert labels == ["run", "base", "GRPO", "GRPO step 1", "GRPO [published]", "Base [published]",
                       "Δ base − Base", "Δ GRPO − GRPO"]
     # best per task: the GRPO row's pass@1 is the larger of its two checkpoints'
-    from harness.tables import run_row
+    from rlvr.harness.report.tables import run_row
 
     best = max(run_row(Run.open(out / "eval" / "e" / "grpo" / f"step_{s}"), [1, 2]).scores["micro_arith"][1]
                for s in (1, 2))
@@ -487,7 +489,7 @@ def test_a_one_device_recipe_trains_evaluates_and_tabulates(tmp_path, tiny_model
 def test_lp_reg_on_verl_sizes_micro_batches_by_tokens(tmp_path, data_dir, empty_hf_cache):
     """Lp-Reg's percentile runs per micro-batch, which its code sizes by tokens (spec 3.9.1): the recipe's
     verl configs turn on verl's dynamic batch size with the code's 30,720 tokens per GPU."""
-    from harness.backends.verl.launch import load
+    from rlvr.harness.backends.verl.launch import load
 
     recipe, path = recipes.load_recipe("lp_reg")
     with pytest.raises(UserError, match="cannot run here"):

@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from rlvr.harness import cli
+from rlvr.harness.report.compare import assert_no_regression, compare_runs
+from rlvr.harness.report.passk import pass_at_k
 
-from harness import cli
-from harness.compare import assert_no_regression, compare_runs
-from harness.passk import pass_at_k
 from tests.runfactory import bernoulli_outcomes, make_run
 
 RATES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9] * 5   # 40 problems
@@ -162,7 +162,7 @@ def test_help_lists_every_verb(capsys):
 def eval_like_run(path, shard, problems, n=4, per_problem=None, tasks=("aime24", "bbh")):
     """A run as `rlvr eval --shard` writes one: run.json records n and each task's problem count;
     per_problem[pid] is how many of the n samples were finished (default all)."""
-    from harness.runstore import Run
+    from rlvr.harness.runs.store import Run
 
     settings = {"model": {"name": "m"}, "method": None, "n": n, "seed": 0, "shard": list(shard),
                 "tasks": {t: {"domain": "math", "problems": len(problems), "prompt_sha256": str(shard)}
@@ -246,7 +246,7 @@ def test_a_closed_pipe_ends_quietly():
     import sys
     from pathlib import Path
 
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "methods"], cwd=Path(__file__).parents[1],
+    proc = subprocess.Popen([sys.executable, "-m", "rlvr.harness.cli", "methods"], cwd=Path(__file__).parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()                      # the reader is gone before the first line, as `| head -0`
     assert proc.wait(timeout=120) == 141     # 128 + SIGPIPE, as git or ls would end

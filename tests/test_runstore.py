@@ -3,10 +3,9 @@
 import json
 
 import pytest
-
-from harness.errors import UserError
-from harness.metrics import compute_metrics
-from harness.runstore import Run
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.metrics import compute_metrics
+from rlvr.harness.runs.store import Run
 
 SETTINGS = {"model": {"name": "tiny", "sha256": "ab"}, "tasks": {"t": {"domain": "math"}},
             "sampling": {"temperature": 0.6, "top_p": 0.95}, "seed": 0}

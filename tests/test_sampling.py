@@ -3,15 +3,14 @@ cut before the stop string, and only rows whose new token can complete one are d
 
 import pytest
 import torch
-
-from harness.sampling import HFEngine, SamplingParams, sample_seed
+from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
 
 PROMPT = "Question: 2 + 3 = ?"
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    from harness.models import load_model
+    from rlvr.harness.sample.models import load_model
 
     model, tok = load_model(str(tiny_model), device="cpu")
     return HFEngine(model, tok)
@@ -131,11 +130,11 @@ def _wordpiece_engine(words, clean_up: bool):
 
 def _scripted(engine, monkeypatch, tokens, stop):
     """The completion when the sampler emits exactly `tokens` (one row)."""
-    import harness.sampling
+    import rlvr.harness.sample.engine
 
     ids = engine.tokenizer.convert_tokens_to_ids(tokens)
     steps = iter(ids)
-    monkeypatch.setattr(harness.sampling, "choose_tokens",
+    monkeypatch.setattr(rlvr.harness.sample.engine, "choose_tokens",
                         lambda logits, uniforms, params: torch.full((logits.shape[0],), next(steps)))
     c = engine.generate([("x", [1])], SamplingParams(max_new_tokens=len(ids), stop=stop))[0][0]
     return c.token_ids == ids[:len(c.token_ids)], len(c.token_ids), c.finish_reason

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-
-from harness.sampling import (
+from rlvr.harness.sample.engine import (
     HFEngine,
     SamplingParams,
     choose_tokens,
@@ -27,6 +26,7 @@ from harness.sampling import (
     sample_seed,
     token_distribution,
 )
+
 from tests.test_cascade import _engine
 
 ALPHA = 1e-4     # each chi-square test's false-alarm rate, were the seeds drawn at random (they are fixed: the

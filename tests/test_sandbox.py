@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.errors import UserError
-from tasks import sandbox
-from tasks.base import VerifierError
-from tasks.sandbox import run_many, run_program, sandbox_info
+from rlvr.harness.errors import UserError
+from rlvr.tasks import sandbox
+from rlvr.tasks.base import VerifierError
+from rlvr.tasks.sandbox import run_many, run_program, sandbox_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -331,7 +330,7 @@ def test_the_sandbox_dies_with_the_harness(mode):
     bwrap's --die-with-parent, the namespaces' init's lifeline pipe."""
     name = f"rlvr-orph-{os.getpid() % 100000}"
     program = _rename(name) + "import time\ntime.sleep(60)\n"
-    driver = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom tasks.sandbox import run_program\n"
+    driver = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom rlvr.tasks.sandbox import run_program\n"
               f"print(run_program({program!r}, timeout_s=60).status)\n")
     harness = subprocess.Popen([sys.executable, "-c", driver])
     try:
@@ -452,7 +451,7 @@ print(json.dumps(r))
 _USERNS_DRIVER = """
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from tasks.sandbox import run_program, sandbox_info
+from rlvr.tasks.sandbox import run_program, sandbox_info
 
 
 def _comm(pid):
@@ -559,7 +558,7 @@ def unisolated_python(monkeypatch):
 
 
 def test_unisolated_is_marked_weaker_and_warns_once(unisolated_python, caplog):
-    with caplog.at_level(logging.WARNING, logger="tasks.sandbox"):
+    with caplog.at_level(logging.WARNING, logger="rlvr.tasks.sandbox"):
         info = sandbox_info()
         sandbox_info()
         res = run_program("print('hi')")

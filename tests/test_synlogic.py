@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
+import rlvr.tasks.synlogic as synlogic
+from rlvr.harness.errors import UserError
+from rlvr.tasks.base import Problem
+from rlvr.tasks.synlogic_verifiers import VERIFIERS, SynLogicRecord, eval_arithmetic, game_of_24
 
-import tasks
-import tasks.synlogic as synlogic
-from harness.errors import UserError
-from tasks.base import Problem
-from tasks.synlogic_verifiers import VERIFIERS, SynLogicRecord, eval_arithmetic, game_of_24
+from rlvr import tasks
 
 DATA_DIR = Path(os.environ.get("RLVR_DATA_DIR", "/work/shared/data"))
 needs_data = pytest.mark.skipif(not (DATA_DIR / "synlogic_easy" / "test.jsonl").is_file(),

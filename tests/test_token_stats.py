@@ -2,11 +2,16 @@
 
 import pytest
 import torch
+from rlvr.harness.train.token_stats import (
+    default_chunk_size,
+    old_pass_fields,
+    token_stats,
+    update_pass_fields,
+)
+from rlvr.methods.base import TokenBatch
+from rlvr.methods.lp_reg import minp_proxy_logprobs
 
-import methods
-from harness.token_stats import default_chunk_size, old_pass_fields, token_stats, update_pass_fields
-from methods.base import TokenBatch
-from methods.lp_reg import minp_proxy_logprobs
+from rlvr import methods
 
 IMPLS = ["function", "checkpoint"]
 

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from rlvr.harness import cli
+from rlvr.harness.config import load_config
+from rlvr.harness.errors import UserError
+from rlvr.harness.train.trainer import TrainConfig, train
+from rlvr.tasks.base import Problem, Task, Verdict
 
-import methods
-import tasks
-from harness import cli
-from harness.config import load_config
-from harness.errors import UserError
-from harness.trainer import TrainConfig, train
-from tasks.base import Problem, Task, Verdict
+from rlvr import methods, tasks
 
 
 @tasks.register
@@ -93,7 +92,7 @@ def test_resume_refuses_changed_training_settings_and_records_allowed_changes(tm
 
 
 def test_yaml_numbers_in_scientific_notation_are_numbers(tmp_path):
-    from harness.config import read_config_data
+    from rlvr.harness.config import read_config_data
 
     path = tmp_path / "c.yaml"
     path.write_text("optimizer: {lr: 1e-3}\nmethod: {name: grpo, kl_coef: 4E-2}\n")
@@ -147,7 +146,7 @@ def test_periodic_evaluation_takes_task_options(tmp_path, tiny_model):
 
 
 def test_an_overlong_penalty_that_cannot_apply_is_noted(tmp_path, tiny_model, capsys):
-    from harness.trainer import Trainer
+    from rlvr.harness.train.trainer import Trainer
 
     Trainer(config(tmp_path, tiny_model, "grpo", method={"name": "grpo", "overlong_max_len": 20480}), progress=False)
     err = capsys.readouterr().err
@@ -196,9 +195,8 @@ def test_methods_verb_lists_every_method(capsys):
 def test_trainer_log_probs_match_a_plain_forward(tmp_path, tiny_model):
     """The chunked hidden-state path must score exactly the sampled response tokens."""
     import torch
-
-    from harness.token_stats import token_stats
-    from harness.trainer import Trainer, _Rollout
+    from rlvr.harness.train.token_stats import token_stats
+    from rlvr.harness.train.trainer import Trainer, _Rollout
 
     tr = Trainer(config(tmp_path, tiny_model, "grpo", method={"name": "grpo", "kl_coef": 0.0}), progress=False)
     tok = tr.tok

@@ -11,16 +11,16 @@ import json
 from pathlib import Path
 
 import pytest
+from rlvr.harness import cli
+from rlvr.harness.errors import UserError
+from rlvr.harness.eval.evaluate import EvalConfig, evaluate
+from rlvr.harness.eval.regrade import regrade
+from rlvr.harness.runs.store import Run
+from rlvr.harness.sample.engine import Completion, SamplingParams
+from rlvr.harness.verify.pool import VerifierPool
+from rlvr.tasks.base import Problem, Task, Verdict, VerifierError
 
-import tasks
-from harness import cli
-from harness.errors import UserError
-from harness.evaluate import EvalConfig, evaluate
-from harness.regrade import regrade
-from harness.runstore import Run
-from harness.sampling import Completion, SamplingParams
-from harness.verifier_pool import VerifierPool
-from tasks.base import Problem, Task, Verdict, VerifierError
+from rlvr import tasks
 
 
 @tasks.register
@@ -182,13 +182,13 @@ def test_regrade_cli_on_a_run(tmp_path, pool, capsys):
 
 
 def test_preflight_stops_eval_before_the_model_loads(tmp_path, capsys, monkeypatch):
-    import harness.evaluate
+    import rlvr.harness.eval.evaluate
 
     def no_engine(cfg):
         raise AssertionError("the model must not load when a verifier cannot run")
 
-    monkeypatch.setattr(harness.evaluate, "make_engine", no_engine)
-    monkeypatch.setattr("harness.models.resolve_model", lambda name, revision=None: name)
+    monkeypatch.setattr(rlvr.harness.eval.evaluate, "make_engine", no_engine)
+    monkeypatch.setattr("rlvr.harness.sample.models.resolve_model", lambda name, revision=None: name)
     data = tmp_path / "data"
     data.mkdir()
     rc = cli.main(["eval", "--model", "some-model", "--tasks", "broken_verifier_probe", "--data-dir", str(data),
@@ -200,13 +200,13 @@ def test_preflight_stops_eval_before_the_model_loads(tmp_path, capsys, monkeypat
 
 
 def test_preflight_stops_train_before_the_model_loads(tmp_path, monkeypatch):
-    from harness.config import from_dict
-    from harness.trainer import TrainConfig, Trainer
+    from rlvr.harness.config import from_dict
+    from rlvr.harness.train.trainer import TrainConfig, Trainer
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not load when a verifier cannot run")
 
-    monkeypatch.setattr("harness.models.load_model", no_model)
+    monkeypatch.setattr("rlvr.harness.sample.models.load_model", no_model)
     cfg = from_dict(TrainConfig, {"model": "m", "out": str(tmp_path / "t"), "tasks": ["broken_verifier_probe"],
                                   "method": {"name": "grpo"}, "steps": 1})
     with pytest.raises(UserError, match="install the probe tool"):
@@ -215,7 +215,7 @@ def test_preflight_stops_train_before_the_model_loads(tmp_path, monkeypatch):
 
 def test_a_training_rollout_the_verifier_cannot_judge_stops_the_step(tmp_path, pool):
     """Training never turns an error into a reward of 0: the check is tried again, then the step stops."""
-    from harness.trainer import Trainer
+    from rlvr.harness.train.trainer import Trainer
 
     data = tmp_path / "data"
     data.mkdir()

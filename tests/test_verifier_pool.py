@@ -13,10 +13,10 @@ import time
 
 import pytest
 import sympy
+from rlvr.harness.verify.pool import PoolStats, VerifierPool, VerifyResult
+from rlvr.tasks.base import Problem, Task, Verdict
 
-import tasks
-from harness.verifier_pool import PoolStats, VerifierPool, VerifyResult
-from tasks.base import Problem, Task, Verdict
+from rlvr import tasks
 
 
 class _BaseTimeout(BaseException):

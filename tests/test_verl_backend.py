@@ -17,13 +17,14 @@ import torch
 verl = pytest.importorskip("verl")
 core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
 
-import methods  # noqa: E402
-from harness.backends.verl import VERL_VERSION, launch, patch, plugin, verl_name  # noqa: E402
-from harness.config import from_dict  # noqa: E402
-from harness.token_stats import token_stats  # noqa: E402
-from harness.trainer import TrainConfig  # noqa: E402
-from methods.aggregation import AGG_MODES, AggScale  # noqa: E402
-from methods.base import TokenBatch  # noqa: E402
+from rlvr.harness.backends.verl import VERL_VERSION, launch, patch, plugin, verl_name  # noqa: E402
+from rlvr.harness.config import from_dict  # noqa: E402
+from rlvr.harness.train.token_stats import token_stats  # noqa: E402
+from rlvr.harness.train.trainer import TrainConfig  # noqa: E402
+from rlvr.methods.aggregation import AGG_MODES, AggScale  # noqa: E402
+from rlvr.methods.base import TokenBatch  # noqa: E402
+
+from rlvr import methods  # noqa: E402
 
 
 def random_batch(method, B=6, T=7, seed=0, dtype=torch.float64):
@@ -136,7 +137,7 @@ def actor_config(loss_mode, agg_mode="token-mean", loss_scale_factor=None):
 def test_every_aggregation_mode_equals_verls_own(mode):
     """Our agg_loss is verl's agg_loss of the same name (one rank, the whole mini-batch; every row has a
     response token, as verl excludes empty rows from its own sequence count)."""
-    from methods.aggregation import agg_loss
+    from rlvr.methods.aggregation import agg_loss
 
     g = torch.Generator().manual_seed(5)
     loss = torch.randn(8, 7, generator=g, dtype=torch.float64)
@@ -314,7 +315,7 @@ def engine_forward(engine, td, calculate_entropy):
 
 
 def reference_fields(engine, prompts, resps, method, temperature):
-    """What `rlvr train` computes for the same rows: hidden states -> harness.token_stats."""
+    """What `rlvr train` computes for the same rows: hidden states -> rlvr.harness.train.token_stats."""
     model = engine.module
     B, T = len(resps), max(len(r) for r in resps)
     width = max(len(p) + len(r) for p, r in zip(prompts, resps, strict=True))
@@ -452,7 +453,7 @@ def test_translated_launch_is_accepted_by_verls_config_loader(method_block, sect
     assert conf.data.filter_overlong_prompts is True and conf.data.max_prompt_length == 300
     assert conf.algorithm.filter_groups.enable == bool(method_block.get("dynamic_sampling"))
     env = conf.ray_kwargs.ray_init.runtime_env.env_vars
-    assert env.VERL_USE_EXTERNAL_MODULES == "harness.backends.verl.plugin"
+    assert env.VERL_USE_EXTERNAL_MODULES == "rlvr.harness.backends.verl.plugin"
     assert json.loads(env.RLVR_VERL_METHOD) == method_block
     for raw in vs.overrides:
         key, value = raw.split("=")
@@ -461,9 +462,8 @@ def test_translated_launch_is_accepted_by_verls_config_loader(method_block, sect
 
 def test_reward_function_loads_through_verls_loader():
     from omegaconf import OmegaConf
+    from rlvr.harness.backends.verl import reward
     from verl.trainer.ppo.reward import get_custom_reward_fn
-
-    from harness.backends.verl import reward
 
     conf = OmegaConf.create({"reward": {"custom_reward_function": {"path": launch.REWARD_PATH,
                                                                    "name": "compute_score"}}})
@@ -476,10 +476,9 @@ def test_verls_overlong_filter_drops_exactly_the_prompts_we_drop(tiny_model, tmp
     file with data.filter_overlong_prompts, the tokenizer carrying our pass-through chat template."""
     import datasets
     import pyarrow.parquet as pq
+    from rlvr.harness.backends.verl import reward
     from transformers import AutoTokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
-
-    from harness.backends.verl import reward
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
     cfg = from_dict(TrainConfig, {"model": str(tiny_model), "out": str(tmp_path / "out"), "tasks": ["micro_arith"],

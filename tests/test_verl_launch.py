@@ -9,14 +9,14 @@ from importlib import metadata
 
 import pyarrow.parquet as pq
 import pytest
+from rlvr.harness.backends.verl import launch, reward
+from rlvr.harness.cli import main
+from rlvr.harness.config import from_dict
+from rlvr.harness.errors import UserError
+from rlvr.harness.train.trainer import TrainConfig
+from rlvr.tasks.base import Problem
 
-import tasks
-from harness.backends.verl import launch, reward
-from harness.cli import main
-from harness.config import from_dict
-from harness.errors import UserError
-from harness.trainer import TrainConfig
-from tasks.base import Problem
+from rlvr import tasks
 
 
 def config(method=None, **kw):
@@ -64,9 +64,9 @@ def test_grpo_defaults_translate_to_verl_keys():
     assert ov["trainer.save_freq"] == "10" and ov["trainer.test_freq"] == "-1"
     assert ov["actor_rollout_ref.rollout.top_k"] == "-1"
     assert "actor_rollout_ref.actor.optim.override_optimizer_config" not in ov
-    assert ov["+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES"] == "harness.backends.verl.plugin"
+    assert ov["+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES"] == "rlvr.harness.backends.verl.plugin"
     assert json.loads(plan.env["RLVR_VERL_METHOD"]) == {"name": "grpo"}
-    assert plan.env["VERL_USE_EXTERNAL_MODULES"] == "harness.backends.verl.plugin"
+    assert plan.env["VERL_USE_EXTERNAL_MODULES"] == "rlvr.harness.backends.verl.plugin"
 
 
 def test_method_hyperparameters_travel_as_json_not_verl_keys():

@@ -6,17 +6,16 @@ import sys
 import types
 
 import pytest
-
-from harness import cli
-from harness.config import load_config
-from harness.errors import UserError
-from harness.trainer import TrainConfig, Trainer
-from harness.vllm_rollout import (
+from rlvr.harness import cli
+from rlvr.harness.config import load_config
+from rlvr.harness.errors import UserError
+from rlvr.harness.sample.vllm_rollout import (
     LLMWeightSyncClient,
     VLLMRolloutEngine,
     check_vllm_rollouts,
     weight_transfer_api,
 )
+from rlvr.harness.train.trainer import TrainConfig, Trainer
 
 
 def config(tmp_path, model, **over):
@@ -143,7 +142,7 @@ def engine(sleep=False):
 
 
 def test_generate_sends_token_ids_without_specials_and_one_seed_per_sample(fake_vllm):
-    from harness.sampling import SamplingParams
+    from rlvr.harness.sample.engine import SamplingParams
 
     eng, llm, _ = engine()
     out = eng.generate([("ab", [5, 6]), ("xyz", [7])], SamplingParams(temperature=0.7, top_k=0, max_new_tokens=9))
@@ -170,7 +169,7 @@ def test_sync_sends_the_weights_then_drops_the_prefix_cache():
 
 
 def test_sleep_mode_follows_the_documented_rlhf_order(fake_vllm):
-    from harness.sampling import SamplingParams
+    from rlvr.harness.sample.engine import SamplingParams
 
     eng, llm, _ = engine(sleep=True)
     eng.sleep()
@@ -218,11 +217,11 @@ def test_vllm_rollouts_decode_with_the_trained_weights(tmp_path, sleep):
     (atol 2e-3, float32) while the untrained model's differ by more than 10x that."""
     pytest.importorskip("vllm")
     import torch
+    from rlvr.harness.sample.engine import HFEngine, SamplingParams
+    from rlvr.harness.sample.models import TinyModelSpec, init_model, load_model
     from vllm import SamplingParams as VParams
 
-    import tasks
-    from harness.models import TinyModelSpec, init_model, load_model
-    from harness.sampling import HFEngine, SamplingParams
+    from rlvr import tasks
 
     # head_dim 64: a size every vLLM attention backend takes
     base = init_model(tmp_path / "tiny", TinyModelSpec(hidden_size=128, num_heads=2, num_kv_heads=1,

@@ -26,7 +26,7 @@ VERL_VERSION = "0.9.1"
 # verl already has an estimator called "grpo"; ours are all registered under this prefix.
 NAME_PREFIX = "rlvr_"
 
-PLUGIN_MODULE = "harness.backends.verl.plugin"
+PLUGIN_MODULE = "rlvr.harness.backends.verl.plugin"
 METHOD_ENV = "RLVR_VERL_METHOD"              # JSON of the `method:` block: {"name": "lp_reg", "rho": 0.01}
 VERIFY_WORKERS_ENV = "RLVR_VERIFY_WORKERS"    # verifier processes per verl reward worker
 VERIFY_DEADLINE_ENV = "RLVR_VERIFY_DEADLINE_S"

@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-
-from harness.backends.verl import (
+from rlvr.harness.backends.verl import (
     METHOD_ENV,
     PLUGIN_MODULE,
     UNSUPPORTED_FIELDS,
@@ -47,18 +46,18 @@ from harness.backends.verl import (
     VERL_VERSION,
     verl_name,
 )
-from harness.config import from_dict, read_config_data
-from harness.errors import UserError
-from harness.trainer import TrainConfig, build_method, training_problems
-from methods.base import Method
-from methods.grpo import GRPO
+from rlvr.harness.config import from_dict, read_config_data
+from rlvr.harness.errors import UserError
+from rlvr.harness.train.trainer import TrainConfig, build_method, training_problems
+from rlvr.methods.base import Method
+from rlvr.methods.grpo import GRPO
 
 __all__ = ["VerlSection", "VerlLaunch", "load", "translate", "prepare", "run", "hydra_override",
            "RAW_PROMPT_TEMPLATE", "REWARD_PATH"]
 
 # A chat template that emits each message's content verbatim: our prompts arrive rendered.
 RAW_PROMPT_TEMPLATE = "{% for message in messages %}{{ message.content }}{% endfor %}"
-REWARD_PATH = "pkg://harness.backends.verl.reward"
+REWARD_PATH = "pkg://rlvr.harness.backends.verl.reward"
 
 
 @dataclass(frozen=True)
@@ -341,7 +340,7 @@ def _drop_overlong(rendered: list[_Prompt], limit: int | None, what: str) -> tup
 
 
 def _rows(rendered: list[_Prompt], split: str) -> list[dict]:
-    from harness.backends.verl.reward import problem_to_extra_info
+    from rlvr.harness.backends.verl.reward import problem_to_extra_info
 
     rows = []
     for i, r in enumerate(rendered):
@@ -361,7 +360,7 @@ def write_data(cfg: TrainConfig, vs: VerlSection) -> tuple[str, str, int, int, b
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
-    import tasks as task_registry
+    from rlvr import tasks as task_registry
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)

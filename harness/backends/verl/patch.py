@@ -31,13 +31,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from rlvr.harness.backends.verl import NAME_PREFIX, UNSUPPORTED_FIELDS, VERL_VERSION
+from rlvr.harness.train.token_stats import default_chunk_size
+from rlvr.methods.base import Method
+from rlvr.methods.lp_reg import minp_proxy_logprobs
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
-
-from harness.backends.verl import NAME_PREFIX, UNSUPPORTED_FIELDS, VERL_VERSION
-from harness.token_stats import default_chunk_size
-from methods.base import Method
-from methods.lp_reg import minp_proxy_logprobs
 
 __all__ = ["VerlPatchError", "TARGETS", "check_targets", "install", "logits_stats", "FIELD_PREFIX"]
 
@@ -121,7 +120,7 @@ def install(method: Method) -> None:
 # ---- statistics of the next-token distribution, from logits rows -----------------------------------
 
 def _scaled(z: Tensor, temperature: Tensor) -> Tensor:
-    # verl's _scale_logits_by_temperature, in float32 like harness/token_stats.py
+    # verl's _scale_logits_by_temperature, in float32 like harness/train/token_stats.py
     return z.float() / temperature.float().clamp(min=1e-8)[:, None]
 
 
@@ -139,7 +138,7 @@ def logits_stats(logits: Tensor, temperature: Tensor, labels: Tensor, fields: fr
     logits [M, V] (the raw model output rows), temperature [M], labels [M] the token each row predicts.
     fields: "proxy_logp" [M] (no grad; needs minp_kappa), "topk_logp" [M, N] (differentiable; each chunk
     is checkpointed, so no [M, V] buffer is kept for the backward) and "topk_ids" [M, N].
-    The same quantities as harness/token_stats.py computes from hidden states, here from logits
+    The same quantities as harness/train/token_stats.py computes from hidden states, here from logits
     because verl's forward already formed them.
     """
     chunk = chunk_size or default_chunk_size(logits.shape[-1])

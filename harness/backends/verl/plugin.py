@@ -24,12 +24,12 @@ import os
 from typing import Any
 
 import torch
+from rlvr.harness.backends.verl import METHOD_ENV, NAME_PREFIX, VERL_VERSION, verl_name
+from rlvr.methods.aggregation import AggScale
+from rlvr.methods.base import AUX_FIELDS, Method, TokenBatch
 from torch import Tensor
 
-import methods
-from harness.backends.verl import METHOD_ENV, NAME_PREFIX, VERL_VERSION, verl_name
-from methods.aggregation import AggScale
-from methods.base import AUX_FIELDS, Method, TokenBatch
+from rlvr import methods
 
 __all__ = ["method_spec", "method_for", "group_ids_from_index", "agg_scale_from", "make_advantage_fn",
            "make_policy_loss_fn", "register_all", "REGISTERED"]
@@ -179,7 +179,7 @@ def _activate() -> None:
     register_all()
     spec = method_spec()
     if spec:
-        from harness.backends.verl import patch
+        from rlvr.harness.backends.verl import patch
 
         method = method_for(spec["name"])
         if method.requires:

@@ -1,6 +1,6 @@
 """verl's custom reward function, scoring with our task verifiers.
 
-The launcher points verl at it with `reward.custom_reward_function.path=pkg://harness.backends.verl.reward`
+The launcher points verl at it with `reward.custom_reward_function.path=pkg://rlvr.harness.backends.verl.reward`
 and `.name=compute_score`. verl 0.9.1's reward manager calls
 `compute_score(data_source=, solution_str=, ground_truth=, extra_info=)` from a thread pool; the
 parquet rows the launcher writes carry the whole `Problem` as JSON in `extra_info["rlvr_problem"]`.
@@ -20,8 +20,8 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from harness.backends.verl import VERIFY_DEADLINE_ENV, VERIFY_WORKERS_ENV
-from tasks.base import Problem
+from rlvr.harness.backends.verl import VERIFY_DEADLINE_ENV, VERIFY_WORKERS_ENV
+from rlvr.tasks.base import Problem
 
 __all__ = ["compute_score", "problem_to_extra_info", "problem_from_extra_info", "close_pool"]
 
@@ -68,7 +68,7 @@ def problem_from_extra_info(extra_info: dict | None) -> Problem:
 def _pool():
     with _LOCK:
         if _POOL["pool"] is None:
-            from harness.verifier_pool import VerifierPool
+            from rlvr.harness.verify.pool import VerifierPool
 
             _POOL["pool"] = VerifierPool(workers=int(os.environ.get(VERIFY_WORKERS_ENV, "2")),
                                          deadline_s=float(os.environ.get(VERIFY_DEADLINE_ENV, "10")))
@@ -89,7 +89,7 @@ atexit.register(close_pool)
 def compute_score(data_source: str, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None,
                   **kwargs: Any) -> dict[str, float]:
     """{"score": 1.0 or 0.0, "acc": same} for one completion; extra keyword arguments are ignored."""
-    from harness.verifier_pool import retry_errors
+    from rlvr.harness.verify.pool import retry_errors
 
     problem = problem_from_extra_info(extra_info)
     pool = _pool()

@@ -6,12 +6,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-
-from harness.errors import UserError
-from harness.metrics import check_bootstrap_args, judged, run_tallies
-from harness.passk import passk_curve
-from harness.runstore import Run
-from harness.tables import KNOWN_TASKS, check_same_problems
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.metrics import check_bootstrap_args, judged, run_tallies
+from rlvr.harness.report.passk import passk_curve
+from rlvr.harness.report.tables import KNOWN_TASKS, check_same_problems
+from rlvr.harness.runs.store import Run
 
 
 def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = None,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-import tasks as task_registry
-from harness.config import _convert, yaml_load
-from harness.errors import UserError
-from tasks.base import Task
+from rlvr.harness.config import _convert, yaml_load
+from rlvr.harness.errors import UserError
+from rlvr.tasks.base import Task
+
+from rlvr import tasks as task_registry
 
 FLAG = "--task-option"
 

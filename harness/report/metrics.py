@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-
-from harness.errors import UserError
-from harness.passk import passk_curve
-from harness.runstore import METRICS_FILE, Run
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.passk import passk_curve
+from rlvr.harness.runs.store import METRICS_FILE, Run
 
 METRICS_FORMAT = "rlvr-metrics/1"
 

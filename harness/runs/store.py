@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import provenance
-from harness.errors import UserError
+from rlvr.harness import provenance
+from rlvr.harness.errors import UserError
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"

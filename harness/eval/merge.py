@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import UserError
-from harness.metrics import count_samples, sample_shortfall, update_metrics
-from harness.runstore import VOLATILE_KEYS, Run, first_difference, sample_key
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.metrics import count_samples, sample_shortfall, update_metrics
+from rlvr.harness.runs.store import VOLATILE_KEYS, Run, first_difference, sample_key
 
 # Settings that legitimately differ between the shards of one evaluation.
 PER_SHARD = ("shard",)

@@ -7,14 +7,14 @@
                                         then tabulate ours beside the paper's with deltas (one device: our
                                         trainer; several: `rlvr train --backend verl`)
     rlvr reproduce nsr --scale micro    the recipe's method configs (every arm's hyperparameters) trained and
-                                        evaluated on the micro world on CPU (harness/micro.py), beside the
+                                        evaluated on the micro world on CPU (harness/reproduce/micro.py), beside the
                                         paper's table
 
 A recipe is YAML over `Recipe`: the model, training data, shared training settings, arms (one method
 config each; an arm may instead evaluate another arm's checkpoint, or start from one), evaluation
 protocols (each tied to a table of the folder's `reference.json`), the paper's hardware and the facts the
 spec could not find (`unknowns`). Mistakes name the file and the field. Running a recipe, at full or at
-micro scale, is harness/reproduce.py.
+micro scale, is harness/reproduce/runner.py.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.trainer import OptimizerConfig, SamplingConfig
+from rlvr.harness.errors import UserError
+from rlvr.harness.train.trainer import OptimizerConfig, SamplingConfig
 
 REPRODUCE_DIR = Path(__file__).resolve().parents[1] / "reproduce"
 
@@ -190,7 +190,7 @@ def recipe_path(name: str) -> Path:
 
 def load_recipe(name: str) -> tuple[Recipe, Path]:
     """Load and validate a recipe by name or path; returns (recipe, its file)."""
-    from harness.config import load_config
+    from rlvr.harness.config import load_config
 
     path = recipe_path(name)
     recipe = load_config(Recipe, path)
@@ -204,8 +204,8 @@ def reference_file(path: Path) -> Path:
 
 def validate(recipe: Recipe, path: Path) -> None:
     """Cross-field checks; every error names the file and the field."""
-    import methods
-    import tasks as task_registry
+    from rlvr import methods
+    from rlvr import tasks as task_registry
 
     def fail(where: str, why: str) -> None:
         raise UserError(f"{path}: field '{where}': {why}")
@@ -232,8 +232,8 @@ def validate(recipe: Recipe, path: Path) -> None:
     if recipe.hardware.backend == "local" and recipe.hardware.gpus > 1:
         fail("hardware.backend", "our local trainer uses one device; recipes needing several GPUs use verl")
     if recipe.verl:
-        from harness.backends.verl.launch import VerlSection
-        from harness.config import from_dict
+        from rlvr.harness.backends.verl.launch import VerlSection
+        from rlvr.harness.config import from_dict
 
         try:
             from_dict(VerlSection, dict(recipe.verl), "verl")
@@ -321,7 +321,7 @@ def validate(recipe: Recipe, path: Path) -> None:
         if ev.engine not in ("hf", "vllm"):
             fail(f"{where}.engine", f"expected hf or vllm, got {ev.engine!r}")
         if ev.reference_table is not None:
-            from harness.tables import reference_rows
+            from rlvr.harness.report.tables import reference_rows
 
             try:
                 reference_rows(f"{ref_path}#{ev.reference_table}", ev.ks)
@@ -373,7 +373,7 @@ def model_source(spec: ModelSpec) -> tuple[str | None, str]:
 
 
 def train_data_file(data: TrainData, data_dir: str | Path | None) -> Path | None:
-    from tasks.loading import resolve_data_dir
+    from rlvr.tasks.loading import resolve_data_dir
 
     if data.file is None:
         return None
@@ -397,8 +397,9 @@ def gpu_count() -> int:
 
 def task_sizes(recipe: Recipe, data_dir: str | Path | None) -> dict[str, int | None]:
     """Problems per evaluated task from the local copy (None: not here)."""
-    import tasks as task_registry
-    from tasks.loading import local_file
+    from rlvr.tasks.loading import local_file
+
+    from rlvr import tasks as task_registry
 
     sizes: dict[str, int | None] = {}
     for ev in recipe.evaluations:
@@ -415,7 +416,7 @@ def task_sizes(recipe: Recipe, data_dir: str | Path | None) -> dict[str, int | N
 
 def availability(recipe: Recipe, data_dir: str | Path | None) -> tuple[list[str], list[Missing]]:
     """(lines describing what is here, what is missing and how to get it)."""
-    import tasks as task_registry
+    from rlvr import tasks as task_registry
 
     found: list[str] = []
     missing: list[Missing] = []
@@ -481,9 +482,10 @@ def verl_availability(recipe: Recipe) -> tuple[list[str], list[Missing]]:
     (`launch.check_method`: no row dropping or refilling, no old-policy candidates)."""
     from importlib import metadata
 
-    import methods
-    from harness.backends.verl import VERL_VERSION
-    from harness.backends.verl.launch import check_method
+    from rlvr.harness.backends.verl import VERL_VERSION
+    from rlvr.harness.backends.verl.launch import check_method
+
+    from rlvr import methods
 
     found, missing = [], []
     try:
@@ -556,7 +558,7 @@ def checkpoints_evaluated(recipe: Recipe, ev: Evaluation, model: str) -> list[in
 
 
 def plan(recipe: Recipe, path: Path, data_dir: str | Path | None = None) -> Plan:
-    import methods
+    from rlvr import methods
 
     t = recipe.training
     tp = recipe.throughput

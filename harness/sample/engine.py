@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
-
-from harness.errors import UserError
+from rlvr.harness.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -163,7 +162,7 @@ class HFEngine:
     All rows of a batch share one prompt (the chunk of one problem's samples), so there is no padding
     and a row's tokens do not depend on which other problems are being sampled. Finished rows leave
     the batch (their cache rows are dropped), which keeps long-tail decoding cheap. Rows that share a
-    prompt decode through `harness.cascade` where the architecture allows (the prompt's KV is held and
+    prompt decode through `rlvr.harness.sample.cascade` where the architecture allows (the prompt's KV is held and
     read once for all rows); `decode_path` says which path an engine uses.
     """
 
@@ -174,9 +173,9 @@ class HFEngine:
         """merge_prompts: batch the rows of several requests together (left-padded prompts). Faster for
         many short requests (training rollouts); `rlvr eval` keeps it off so that a problem's samples never
         depend on which other problems share their batch.
-        cascade: decode rows that share a prompt with `harness.cascade` (one copy of the prompt's KV);
+        cascade: decode rows that share a prompt with `rlvr.harness.sample.cascade` (one copy of the prompt's KV);
         None = wherever the architecture is supported. Off, transformers' forward decodes every batch."""
-        from harness.cascade import cascade_unsupported
+        from rlvr.harness.sample.cascade import cascade_unsupported
 
         unsupported = cascade_unsupported(model)
         if cascade and unsupported:
@@ -214,7 +213,7 @@ class HFEngine:
     def _decoder(self, prompts: list[list[int]], rows: int, max_new_tokens: int):
         """The step function for one batch: the cascade decoder when every row shares one prompt and the
         architecture allows it, else transformers' own forward with a DynamicCache."""
-        from harness.cascade import CascadeDecoder, prefill, weights
+        from rlvr.harness.sample.cascade import CascadeDecoder, prefill, weights
 
         shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
         if shared and self.cascade:

@@ -3,7 +3,7 @@
 Per step:
   1. rollouts: G samples for each of P prompts, per-sample seeds: our `hf` sampler on the training model, or
      with `rollout_engine: vllm` a vLLM engine colocated on the same GPU whose weights are pushed from the
-     training model at the start and after every optimizer step (`harness/vllm_rollout.py`; untested on a
+     training model at the start and after every optimizer step (`harness/sample/vllm_rollout.py`; untested on a
      GPU until a run is recorded). Evaluations always sample with the `hf` sampler;
   2. rewards: the task's verifier in the verifier pool (1.0 when correct, else 0.0);
   3. row selection: `method.select_rows`; when `method.refill` (DAPO dynamic sampling, BBG gating) more
@@ -21,7 +21,7 @@ Per step:
      the last one) and evaluations into run directories `OUT/eval/step_N`.
 
 The per-token statistics come from the final hidden states and the LM head in chunks
-(`harness/token_stats.py`), so the [B, T, V] logits of a batch are never held.
+(`harness/train/token_stats.py`), so the [B, T, V] logits of a batch are never held.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import methods as method_registry
-import tasks as task_registry
-from harness.errors import UserError
-from harness.provenance import collect, utc_now
-from harness.runstore import write_json_atomic
-from harness.sampling import SamplingParams, sample_seed
-from tasks.base import Problem
+from rlvr.harness.errors import UserError
+from rlvr.harness.provenance import collect, utc_now
+from rlvr.harness.runs.store import write_json_atomic
+from rlvr.harness.sample.engine import SamplingParams, sample_seed
+from rlvr.tasks.base import Problem
+
+from rlvr import methods as method_registry
+from rlvr import tasks as task_registry
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class EvalSchedule:
 
 @dataclass(frozen=True)
 class VLLMRolloutConfig:
-    """The `vllm:` section, read only with `rollout_engine: vllm` (harness/vllm_rollout.py)."""
+    """The `vllm:` section, read only with `rollout_engine: vllm` (harness/sample/vllm_rollout.py)."""
 
     gpu_memory_utilization: float = 0.3  # vLLM's share of the GPU (weights, KV cache); the trainer gets the rest
     max_model_len: int | None = None     # default: the model's context length
@@ -181,7 +182,7 @@ class TrainConfig:
         """`eval.task_options` as `EvalConfig.task_options` ({task: {key: value}})."""
         if not self.eval.task_options:
             return {}
-        from harness.task_options import FLAG, parse_task_options
+        from rlvr.harness.verify.task_options import FLAG, parse_task_options
 
         try:
             return parse_task_options(list(self.eval.task_options), task_registry.expand(list(self.eval.tasks)))
@@ -206,7 +207,7 @@ def training_problems(cfg: TrainConfig) -> list[tuple[Any, Problem]]:
     for name in cfg.tasks:
         task = task_registry.get(name)
         if cfg.data_file:
-            from tasks.loading import read_jsonl
+            from rlvr.tasks.loading import read_jsonl
 
             if not hasattr(task, "problem_from_row"):
                 raise UserError(f"field 'data_file': task {name} cannot read rows from a file")
@@ -235,8 +236,7 @@ class _Rollout:
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True):
         import torch
-
-        from harness.models import load_model, resolve_device
+        from rlvr.harness.sample.models import load_model, resolve_device
 
         self.cfg = cfg
         self.progress = progress
@@ -257,11 +257,11 @@ class Trainer:
             model_src = str(last.resolve())
         self.device = resolve_device(cfg.device)
         if cfg.rollout_engine == "vllm":
-            from harness.vllm_rollout import check_vllm_rollouts
+            from rlvr.harness.sample.vllm_rollout import check_vllm_rollouts
 
             check_vllm_rollouts(self.device)
         self.model_src = model_src
-        from harness.verifier_pool import preflight
+        from rlvr.harness.verify.pool import preflight
 
         preflight([*cfg.tasks, *(cfg.eval.tasks or [])])   # a verifier that cannot run stops us before the model loads
         self.model, self.tok = load_model(model_src, self.device, cfg.dtype)
@@ -288,10 +288,9 @@ class Trainer:
         """Run (or resume) the loop; `pool`: a running VerifierPool to use instead of starting one."""
         import contextlib
 
+        from rlvr.harness.sample.engine import HFEngine
+        from rlvr.harness.verify.pool import VerifierPool
         from tqdm import tqdm
-
-        from harness.sampling import HFEngine
-        from harness.verifier_pool import VerifierPool
 
         self.out.mkdir(parents=True, exist_ok=True)
         info_path = self.out / "train.json"
@@ -366,7 +365,7 @@ class Trainer:
     def _vllm_engine(self):
         """The colocated vLLM engine, loaded from the model's source (after a resume: the last checkpoint) and
         then synced from the training model, so that it samples from exactly the weights being trained."""
-        from harness.vllm_rollout import build_vllm_rollout_engine
+        from rlvr.harness.sample.vllm_rollout import build_vllm_rollout_engine
 
         v = self.cfg.vllm
         engine = build_vllm_rollout_engine(self.model_src, self.model, self.tok, seed=self.cfg.seed,
@@ -454,7 +453,7 @@ class Trainer:
         """1.0 / 0.0 per rollout. A verdict the verifier could not give (an error: the sandbox did not
         start, a check timed out) is never a reward of 0: it is checked once more, and if it fails again the
         step stops with a one-line error before any update (a resume starts from the last checkpoint)."""
-        from harness.verifier_pool import retry_errors
+        from rlvr.harness.verify.pool import retry_errors
 
         verdicts = retry_errors(pool, [(task, problem, c.text) for c in comps], [f.result().verdict for f in futures])
         bad = next((v for v in verdicts if v.error), None)
@@ -500,10 +499,9 @@ class Trainer:
 
     def _update(self, step: int, rows: list[_Rollout]) -> dict:
         import torch
-
-        from harness.token_stats import old_pass_fields, token_stats, update_pass_fields
-        from methods.aggregation import AggScale
-        from methods.base import TokenBatch
+        from rlvr.harness.train.token_stats import old_pass_fields, token_stats, update_pass_fields
+        from rlvr.methods.aggregation import AggScale
+        from rlvr.methods.base import TokenBatch
 
         cfg, m = self.cfg, self.method
         temp = cfg.sampling.temperature if cfg.sampling.temperature > 0 else 1.0
@@ -624,7 +622,7 @@ class Trainer:
             shutil.rmtree(self.ckpt_root / f"step_{step}")
 
     def _evaluate(self, step: int, ckpt: Path, engine) -> None:
-        from harness.evaluate import EvalConfig, evaluate
+        from rlvr.harness.eval.evaluate import EvalConfig, evaluate
 
         e = self.cfg.eval
         cfg = EvalConfig(model=str(ckpt), tasks=list(e.tasks), out=str(self.out / "eval" / f"step_{step}"), n=e.n,

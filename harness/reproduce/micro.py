@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from harness.models import TinyModelSpec
-from harness.pretrain import PretrainConfig
+from rlvr.harness.sample.models import TinyModelSpec
+from rlvr.harness.train.pretrain import PretrainConfig
 
 BASE_RECIPE_VERSION = "base-v1"
 
@@ -55,7 +55,7 @@ class MicroRecipe:
         blob = json.dumps({"v": BASE_RECIPE_VERSION, "families": self.families, "spec": asdict(self.base_spec),
                            "n": self.base_problems_per_family, "err": self.base_error_rate,
                            "pretrain": asdict(self.pretrain), "seed": self.seed}, sort_keys=True)
-        from tasks.micro import MICRO_VERSION
+        from rlvr.tasks.micro import MICRO_VERSION
 
         return hashlib.sha256((blob + MICRO_VERSION).encode()).hexdigest()[:16]
 
@@ -64,7 +64,7 @@ QUICK = dict(eval_n=64, eval_limit=6, rl_steps=8)
 
 
 def base_documents(recipe: MicroRecipe) -> list[tuple[str, str]]:
-    import tasks
+    from rlvr import tasks
 
     rng = random.Random(recipe.seed)
     err = dict(recipe.base_error_rate)
@@ -78,8 +78,8 @@ def base_documents(recipe: MicroRecipe) -> list[tuple[str, str]]:
 
 def build_base(recipe: MicroRecipe, cache: Path, progress: bool = True) -> Path:
     """The cached base model for this recipe (built when missing)."""
-    from harness.models import init_model
-    from harness.pretrain import pretrain
+    from rlvr.harness.sample.models import init_model
+    from rlvr.harness.train.pretrain import pretrain
 
     target = cache / f"base-{recipe.base_key()}"
     if (target / "rlvr_pretrain.json").exists():
@@ -97,8 +97,8 @@ def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, override
                  pool=None) -> Path:
     """Train one method from the base with the recipe's budget into OUT/train/NAME; returns its last
     checkpoint (resumes when one exists)."""
-    from harness.config import from_dict
-    from harness.trainer import TrainConfig, train
+    from rlvr.harness.config import from_dict
+    from rlvr.harness.train.trainer import TrainConfig, train
 
     cfg = from_dict(TrainConfig, {
         "model": str(base), "out": str(out / "train" / name), "tasks": list(recipe.families),
@@ -114,8 +114,8 @@ def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, override
 def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str, progress: bool = True,
                    pool=None) -> Path:
     """K = recipe.eval_n samples per held-out problem into the run directory OUT/runs/LABEL."""
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.sampling import SamplingParams
+    from rlvr.harness.eval.evaluate import EvalConfig, evaluate
+    from rlvr.harness.sample.engine import SamplingParams
 
     run_dir = out / "runs" / label
     sampling = SamplingParams(recipe.temperature, 1.0, 0, recipe.max_new_tokens)
@@ -130,10 +130,11 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
               recipe: MicroRecipe | None = None, only: list[str] | None = None) -> dict:
     """Run every stage; returns the per-stage times. Resumable: finished trainings and evaluations are
     picked up from OUT (the trainer resumes from checkpoints, `rlvr eval` from its samples)."""
-    import tasks
-    from harness.plots import plot_runs
-    from harness.tables import table
-    from harness.verifier_pool import VerifierPool, preflight
+    from rlvr.harness.report.plots import plot_runs
+    from rlvr.harness.report.tables import table
+    from rlvr.harness.verify.pool import VerifierPool, preflight
+
+    from rlvr import tasks
 
     recipe = recipe or MicroRecipe()
     preflight(recipe.families)   # micro_code runs programs: the sandbox must work before anything is built

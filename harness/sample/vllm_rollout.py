@@ -29,8 +29,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from harness.errors import UserError
-from harness.sampling import encode_prompt, vllm_generate
+from rlvr.harness.errors import UserError
+from rlvr.harness.sample.engine import encode_prompt, vllm_generate
 
 INSTALL = "pip install 'rlvr-harness[vllm]'"
 MIN_VLLM = "0.27"   # vllm#48981: the stateful trainer-side IPC engine (IPCTrainerInitInfo, send_weights)

@@ -25,11 +25,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from rlvr.methods.base import Method
+from rlvr.methods.lp_reg import minp_proxy_logprobs
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
-
-from methods.base import Method
-from methods.lp_reg import minp_proxy_logprobs
 
 __all__ = ["token_stats", "old_pass_fields", "update_pass_fields", "default_chunk_size"]
 
@@ -157,7 +156,7 @@ def token_stats(hidden: Tensor, weight: Tensor, tokens: Tensor, *, temperature: 
       "topk_logp"   [B, T, N]  the N = top_n largest log-probs, rank order (differentiable)
       "topk_ids"    [B, T, N]  their ids
       "logp_at_ids" [B, T, K]  log-probs at gather_ids [B, T, K] (differentiable)
-      "proxy_logp"  [B, T]     log-prob under the min-p proxy (methods.lp_reg.minp_proxy_logprobs) if
+      "proxy_logp"  [B, T]     log-prob under the min-p proxy (rlvr.methods.lp_reg.minp_proxy_logprobs) if
                                minp_kappa is given; never differentiable
     """
     B, T, H = hidden.shape

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from harness.errors import UserError
+from rlvr.harness.errors import UserError
+from rlvr.tasks.loading import hub_reachable
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -45,7 +43,7 @@ class TinyModelSpec:
 def default_tokenizer_corpus() -> list[str]:
     """Text the default tokenizer is trained on: the prompt skeletons and the symbols of math answers.
     Deterministic, so the same spec always gives the same tokenizer."""
-    from tasks.templates import chatml
+    from rlvr.tasks.templates import chatml
 
     lines = [chatml("You are a helpful assistant.", "Solve the problem.\nPlease reason step by step, and put "
                     "your final answer within \\boxed{}.") + "The answer is \\boxed{42}.<|im_end|>"]
@@ -144,26 +142,6 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise UserError(f"--model: {name_or_path} does not exist")
     return name_or_path
-
-
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connect. Without it, `from_pretrained` retries a
-    hub id for about half a minute per file before it looks in the local cache. False when
-    HF_HUB_OFFLINE is set; True (not probed) behind a proxy, where a direct connect proves nothing."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    proxies = urllib.request.getproxies()       # the environment's, and the system's on macOS and Windows
-    if proxies.get("https") or proxies.get("all"):
-        return True
-    url = urlsplit(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                 timeout=timeout_s).close()
-    except OSError:
-        return False
-    return True
 
 
 def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):

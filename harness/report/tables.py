@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.metrics import run_counts, run_tallies
+from rlvr.harness.report.passk import pass_at_k
+from rlvr.harness.runs.store import Run, read_json
 from tabulate import tabulate
-
-from harness.errors import UserError
-from harness.metrics import run_counts, run_tallies
-from harness.passk import pass_at_k
-from harness.runstore import Run, read_json
 
 DOMAIN_ORDER = ("math", "logic", "code")
 # Canonical column order and domains of the suite's benchmarks (also used for reference-only columns).
@@ -48,7 +47,7 @@ class Row:
     domains: dict[str, str] = field(default_factory=dict)
     match: tuple[str, ...] = ()     # reference rows: the run labels / method names this row stands for
     key: str | None = None          # run rows: a name `match` lists may hold (run.json's method name;
-                                    # harness/recipes.py puts the recipe's arm id here)
+                                    # harness/reproduce/recipes.py puts the recipe's arm id here)
 
 
 def parse_ks(text: str) -> list[int]:

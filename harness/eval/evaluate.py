@@ -19,14 +19,15 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import tasks as task_registry
-from harness.errors import UserError
-from harness.metrics import update_metrics
-from harness.provenance import sha256_text
-from harness.runstore import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json, sample_key
-from harness.sampling import Engine, SamplingParams, sample_seed
-from harness.task_options import configured_task
-from tasks.base import Problem, Task
+from rlvr.harness.errors import UserError
+from rlvr.harness.provenance import sha256_text
+from rlvr.harness.report.metrics import update_metrics
+from rlvr.harness.runs.store import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json, sample_key
+from rlvr.harness.sample.engine import Engine, SamplingParams, sample_seed
+from rlvr.harness.verify.task_options import configured_task
+from rlvr.tasks.base import Problem, Task
+
+from rlvr import tasks as task_registry
 
 
 @dataclass(frozen=True)
@@ -188,15 +189,14 @@ def check_resumable(out: str, settings: dict) -> dict | None:
 def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
     """(engine, tokenizer) for the config; the tokenizer renders chat templates."""
     if cfg.engine == "hf":
-        from harness.models import load_model
-        from harness.sampling import HFEngine
+        from rlvr.harness.sample.engine import HFEngine
+        from rlvr.harness.sample.models import load_model
 
         model, tok = load_model(cfg.model, cfg.device, cfg.dtype, cfg.revision)
         return HFEngine(model, tok), tok
     if cfg.engine == "vllm":
+        from rlvr.harness.sample.engine import VLLMEngine
         from transformers import AutoTokenizer
-
-        from harness.sampling import VLLMEngine
 
         engine = VLLMEngine(cfg.model, dtype=cfg.dtype, seed=cfg.seed, revision=cfg.revision)
         return engine, AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
@@ -208,8 +208,8 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     """Run (or resume) an evaluation; returns the finished run. `engine`/`tokenizer` may be passed in
     (the trainer evaluates its in-memory policy this way), and so may a running `VerifierPool` (a
     driver that evaluates many models reuses one pool and its verdict cache)."""
-    from harness.models import model_fingerprint, resolve_model
-    from harness.verifier_pool import preflight, verifier_versions
+    from rlvr.harness.sample.models import model_fingerprint, resolve_model
+    from rlvr.harness.verify.pool import preflight, verifier_versions
 
     if engine is None:
         resolve_model(cfg.model)   # a wrong --model fails now, not after the data is loaded
@@ -266,7 +266,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     if total == 0 and not errored:
         print(f"rlvr: {cfg.out}: all {cfg.n} samples of every problem are already done", file=sys.stderr)
     if total or errored:
-        from harness.verifier_pool import VerifierPool
+        from rlvr.harness.verify.pool import VerifierPool
 
         modules = sorted({type(task).__module__ for task, _, _ in loaded.values()})
         with (VerifierPool(workers=cfg.workers, deadline_s=cfg.deadline_s, preload=modules) if pool is None
@@ -279,7 +279,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     update_metrics(run)
     run.finish()
     if print_table:
-        from harness.tables import table
+        from rlvr.harness.report.tables import table
 
         print(table([str(run.path)], ks=sorted({1, cfg.n})))
     return run
@@ -291,7 +291,7 @@ def _note_context_overrun(engine, tokenizer, loaded, prompts, max_new_tokens: in
     limit = getattr(getattr(getattr(engine, "model", None), "config", None), "max_position_embeddings", None)
     if not isinstance(limit, int) or tokenizer is None:
         return
-    from harness.sampling import encode_prompt
+    from rlvr.harness.sample.engine import encode_prompt
 
     for name, (_, problems, _) in loaded.items():
         longest = max((len(encode_prompt(tokenizer, prompts[(name, p.id)])) for p in problems), default=0)

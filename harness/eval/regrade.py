@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from harness import provenance
-from harness.errors import UserError
-from harness.evaluate import load_tasks, reverify
-from harness.metrics import sample_outcome, update_metrics
-from harness.runstore import RUN_FILE, Run, write_json_atomic
+from rlvr.harness import provenance
+from rlvr.harness.errors import UserError
+from rlvr.harness.eval.evaluate import load_tasks, reverify
+from rlvr.harness.report.metrics import sample_outcome, update_metrics
+from rlvr.harness.runs.store import RUN_FILE, Run, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TaskRegrade:
 def regrade(run_dir: str, tasks: list[str] | None = None, data_dir: str | None = None, workers: int | None = None,
             deadline_s: float = 10.0, progress: bool = True, pool=None) -> list[TaskRegrade]:
     """Judge the stored completions of `run_dir` again (every task, or `tasks`); see the module doc."""
-    from harness.verifier_pool import VerifierPool, preflight, verifier_versions
+    from rlvr.harness.verify.pool import VerifierPool, preflight, verifier_versions
 
     run = Run.open(run_dir)
     info = run.info

@@ -1,4 +1,4 @@
-"""`rlvr reproduce NAME`: run a paper recipe (harness/recipes.py) at full scale or on the micro world.
+"""`rlvr reproduce NAME`: run a paper recipe (harness/reproduce/recipes.py) at full scale or on the micro world.
 
 Full scale: every trained arm gets a training YAML in OUT/configs (written first, so a machine that cannot
 train still hands them over), trained by our trainer on one device or by `rlvr train --backend verl`; then
@@ -6,7 +6,7 @@ every evaluation protocol scores the base model and each arm's checkpoints (the 
 `every` steps for best-checkpoint protocols) into OUT/eval/<protocol>/<arm>, and the rows go beside the
 recipe's reference table, with deltas, in OUT/table-<table>.md. Rows are matched to published rows by arm id.
 
-Micro scale: the recipe's method configs with the micro world's budget (harness/micro.py), then the micro
+Micro scale: the recipe's method configs with the micro world's budget (harness/reproduce/micro.py), then the micro
 runs beside each reference table (no benchmark is shared, which the table says).
 """
 
@@ -17,8 +17,8 @@ import json
 import math
 from pathlib import Path
 
-from harness.errors import UserError
-from harness.recipes import (
+from rlvr.harness.errors import UserError
+from rlvr.harness.reproduce.recipes import (
     Arm,
     Recipe,
     checkpoints_evaluated,
@@ -92,9 +92,8 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
                arms: list[str] | None = None, progress: bool = True) -> dict[str, str]:
     """Train the arms, evaluate every protocol, write the tables; returns {table name: markdown}."""
     import yaml
-
-    from harness.config import load_config
-    from harness.trainer import TrainConfig, train
+    from rlvr.harness.config import load_config
+    from rlvr.harness.train.trainer import TrainConfig, train
 
     out = Path(out)
     chosen = _choose_arms(recipe, arms)
@@ -116,7 +115,7 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
                         f"each arm{verl} where they are available")
     for m in p.missing:
         print(f"rlvr: warning: {m.what}: {m.how}")
-    from harness.verifier_pool import preflight
+    from rlvr.harness.verify.pool import preflight
 
     preflight(dict.fromkeys(t for ev in recipe.evaluations for t in ev.tasks))   # before hours of training
     for arm in trained:
@@ -124,9 +123,11 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
         if arm.init_arm:
             hf_checkpoint(recipe, out, arm.init_arm, arm.init_step)
         if recipe.hardware.backend == "verl":
-            from harness.cli import main as cli_main
+            from rlvr.harness.backends.verl import launch  # what `rlvr train --backend verl` runs
 
-            if cli_main(["train", "--backend", "verl", "--config", str(cfg_path)]) != 0:
+            verl_plan = launch.prepare(str(cfg_path), [])
+            print(verl_plan.render(), flush=True)
+            if launch.run(verl_plan) != 0:
                 raise UserError(f"arm {arm.id}: rlvr train --backend verl --config {cfg_path} failed")
         else:
             train(load_config(TrainConfig, cfg_path), progress=progress)
@@ -154,10 +155,10 @@ def _choose_arms(recipe: Recipe, arms: list[str] | None, micro: bool = False) ->
 
 
 def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[Arm], data_dir, progress) -> dict:
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.runstore import Run
-    from harness.sampling import SamplingParams
-    from harness.tables import Row, run_row, table_from_rows
+    from rlvr.harness.eval.evaluate import EvalConfig, evaluate
+    from rlvr.harness.report.tables import Row, run_row, table_from_rows
+    from rlvr.harness.runs.store import Run
+    from rlvr.harness.sample.engine import SamplingParams
 
     base_model, _ = model_source(recipe.model)
     ids = {a.id for a in chosen}
@@ -199,7 +200,7 @@ def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[A
 
 
 def _templates(task_name: str) -> tuple[str, ...]:
-    import tasks as task_registry
+    from rlvr import tasks as task_registry
 
     return task_registry.get(task_name).templates
 
@@ -208,7 +209,7 @@ def select_checkpoint(rows: list, rule: str, label: str, key: str):
     """One row (labelled `label`, matched to published rows by `key`, the arm id) from the rows of several
     checkpoints in step order: the last, the best mean pass@(smallest k) over the tasks, or per task the
     checkpoint best on that task."""
-    from harness.tables import Row
+    from rlvr.harness.report.tables import Row
 
     def first_k(row: Row, task: str) -> float:
         by_k = row.scores[task]
@@ -225,7 +226,7 @@ def select_checkpoint(rows: list, rule: str, label: str, key: str):
 # ---- the micro world -----------------------------------------------------------------------------
 
 def micro_methods(recipe: Recipe, arms: list[str] | None) -> tuple[tuple, list[str]]:
-    """The recipe's trained arms as harness.micro method entries, and notes on what was left out.
+    """The recipe's trained arms as rlvr.harness.reproduce.micro method entries, and notes on what was left out.
 
     run_micro names runs and output folders by method name, so one output folder holds one arm per
     method; evaluation-only arms and warm-started arms have no micro counterpart."""
@@ -251,7 +252,7 @@ def micro_methods(recipe: Recipe, arms: list[str] | None) -> tuple[tuple, list[s
 def micro_recipe_for(recipe: Recipe, arms: list[str] | None, base=None):
     """(MicroRecipe, notes): the micro budget of `base` (default MicroRecipe()) with the recipe's method
     configs, group size and rollout temperature."""
-    from harness.micro import MicroRecipe
+    from rlvr.harness.reproduce.micro import MicroRecipe
 
     base = base or MicroRecipe()
     entries, notes = micro_methods(recipe, arms)
@@ -259,21 +260,21 @@ def micro_recipe_for(recipe: Recipe, arms: list[str] | None, base=None):
         raise UserError(f"recipe {recipe.name}: no trained arm selected for the micro world")
     temperature = recipe.training.sampling.temperature
     if temperature != base.temperature:
-        notes.append(f"rollout temperature {temperature:g} (the recipe's); harness.micro samples its "
+        notes.append(f"rollout temperature {temperature:g} (the recipe's); rlvr.harness.reproduce.micro samples its "
                      f"evaluations at the same temperature")
     return dataclasses.replace(base, methods=entries, rollouts_per_prompt=recipe.training.rollouts_per_prompt,
                                temperature=temperature), notes
 
 
 def quick_budget(micro):
-    """The budget `run_micro(quick=True)` trains and evaluates with (harness.micro.QUICK)."""
-    from harness.micro import QUICK
+    """The budget `run_micro(quick=True)` trains and evaluates with (rlvr.harness.reproduce.micro.QUICK)."""
+    from rlvr.harness.reproduce.micro import QUICK
 
     return dataclasses.replace(micro, **QUICK)
 
 
 def format_micro_plan(recipe: Recipe, micro, notes: list[str]) -> str:
-    lines = [f"recipe {recipe.name} on the micro world (harness/micro.py), CPU",
+    lines = [f"recipe {recipe.name} on the micro world (harness/reproduce/micro.py), CPU",
              "  method configs: the recipe's, unchanged:"]
     lines += [f"    {name}: {dict(over)}" for name, over in micro.methods]
     budget = {f.name: getattr(micro, f.name) for f in dataclasses.fields(micro)
@@ -291,8 +292,8 @@ def run_micro_scale(recipe: Recipe, path: Path, out: str | Path, cache: str | Pa
     """Train and evaluate the recipe's arms on the micro world, then set the runs beside each reference
     table the recipe uses (micro tasks are not the paper's benchmarks: no cell is shared, so the tables
     show both and say that no delta exists). Returns {table id: markdown}."""
-    from harness.micro import run_micro
-    from harness.tables import table
+    from rlvr.harness.report.tables import table
+    from rlvr.harness.reproduce.micro import run_micro
 
     micro, notes = micro_recipe_for(recipe, arms, base)
     print(format_micro_plan(recipe, quick_budget(micro) if quick else micro, notes))

@@ -21,12 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from rlvr.harness.errors import UserError
+from rlvr.harness.report.metrics import check_bootstrap_args, run_counts, run_tallies
+from rlvr.harness.report.passk import bootstrap_means, default_ks, pass_at_k
+from rlvr.harness.runs.store import Run
 from tabulate import tabulate
-
-from harness.errors import UserError
-from harness.metrics import check_bootstrap_args, run_counts, run_tallies
-from harness.passk import bootstrap_means, default_ks, pass_at_k
-from harness.runstore import Run
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ What lm-eval does with it, and why each piece is there (facts from the installed
   verifies them in our `VerifierPool`: worker processes with a hard deadline, code in our sandbox, the
   same verdicts `rlvr eval` records.
 - Metrics: `process_results` gets `[verdicts]` (one request per document) and returns the unbiased
-  pass@k (`harness.passk.pass_at_k`) for every exported k; `aggregation: mean` averages over problems,
+  pass@k (`rlvr.harness.report.passk.pass_at_k`) for every exported k; `aggregation: mean` averages over problems,
   which is the pass@k `rlvr eval` reports. The columns read `pass@k,rlvr` in lm-eval's results.
 """
 
@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rlvr.harness.errors import UserError
+from rlvr.harness.eval.evaluate import select_problems
+from rlvr.harness.report.passk import default_ks, pass_at_k
+from rlvr.harness.sample.engine import SamplingParams
+from rlvr.tasks.base import Problem
 
-import tasks as task_registry
-from harness.errors import UserError
-from harness.evaluate import select_problems
-from harness.passk import default_ks, pass_at_k
-from harness.sampling import SamplingParams
-from tasks.base import Problem
+from rlvr import tasks as task_registry
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class ExportConfig:
     data_dir:  benchmark directory baked into the export (default at run time: $RLVR_DATA_DIR).
     model:     tokenizer source for chat-template prompts, baked in (default at run time: the model
                lm-eval evaluates, from its `tokenizer=` or `pretrained=` argument).
-    task_options: task -> {option: value}, scoring options as `rlvr eval --task-option` (harness/task_options.py).
+    task_options: task -> {option: value}, scoring options as `rlvr eval --task-option` (harness/verify/task_options.py).
     """
 
     out: str
@@ -187,7 +187,7 @@ with forkserver, so a script that calls `lm_eval.simple_evaluate` on these tasks
 {settings}
 """
 
-from harness import lmeval_export as _rlvr
+from rlvr.harness.backends import lmeval as _rlvr
 
 PASS_KS = {ks!r}
 DEADLINE_S = {deadline!r}
@@ -341,8 +341,8 @@ def verify_samples(resps: Sequence[Sequence[str]], docs: Sequence[dict], deadlin
     resps: per document, the n completions (lm-eval's `inst.resps`). All of a task's samples go to one
     `VerifierPool` at once: checks run in worker processes under a hard deadline (code in our sandbox),
     never in lm-eval's process, and repeated answers are checked once."""
-    from harness.task_options import configured_task
-    from harness.verifier_pool import VerifierPool, retry_errors
+    from rlvr.harness.verify.pool import VerifierPool, retry_errors
+    from rlvr.harness.verify.task_options import configured_task
 
     problems = [_problem(d) for d in docs]
     # the task as configured by the export's options (they act through `extract`, which runs here)

@@ -39,8 +39,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
-import tasks as task_registry
-from tasks.base import Problem, Task, Verdict
+from rlvr.tasks.base import Problem, Task, Verdict
+
+from rlvr import tasks as task_registry
 
 DEFAULT_DEADLINE_S = 10.0
 PREFLIGHT_DONE: set[str] = set()
@@ -84,7 +85,7 @@ def preflight(task_names: Iterable[str]) -> None:
     `preflight()` (code tasks: the sandbox starts and judges a known-good and a known-bad program
     correctly) raises a one-line `UserError` saying what to install or set; any other failure is turned
     into one. Each task is checked once per process."""
-    from harness.errors import UserError
+    from rlvr.harness.errors import UserError
 
     for name in task_registry.expand(list(task_names)):
         if name in PREFLIGHT_DONE:
@@ -126,7 +127,7 @@ def verifier_versions(task_names: Iterable[str]) -> dict:
         except metadata.PackageNotFoundError:
             pass
     if any(task_registry.get(n).domain in ("code", "micro") for n in names):
-        from tasks.sandbox import sandbox_provenance
+        from rlvr.tasks.sandbox import sandbox_provenance
 
         out["sandbox"] = sandbox_provenance()
     return out

@@ -1,0 +1,1 @@
+"""Reports from run directories: unbiased pass@k, metrics.json, tables, plots, the paired regression check."""

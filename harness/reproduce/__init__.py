@@ -1,0 +1,1 @@
+"""Reproduction: the micro world (`rlvr reproduce micro`), the paper recipes under reproduce/, and their runner."""

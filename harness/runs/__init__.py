@@ -1,0 +1,1 @@
+"""The run directory: run.json provenance, append-only samples.jsonl, atomic metrics.json."""
