@@ -29,7 +29,7 @@ from typing import Any
 from rlvr.harness.errors import UserError
 from rlvr.harness.train.trainer import OptimizerConfig, SamplingConfig
 
-REPRODUCE_DIR = Path(__file__).resolve().parents[1] / "reproduce"
+REPRODUCE_DIR = Path(__file__).resolve().parents[2] / "reproduce"   # the checkout's top-level reproduce/
 
 # Throughput assumption behind every GPU-hour estimate (H100-hours), from anchors.md section 6
 # ("Performance anchors"):
