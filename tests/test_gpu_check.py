@@ -71,7 +71,9 @@ def test_smoke_run_passes_every_check_without_the_packages_the_gpu_machine_lacks
     assert report["total_seconds"] <= seconds + 1
 
     prov = report["provenance"]
-    assert set(prov) >= {"date", "command", "argv", "git", "source_sha256", "environment"}
+    assert set(prov) >= {"date", "command", "argv", "git", "source_sha256", "environment", "gpu", "driver", "cuda",
+                         "torch", "transformers", "python"}
+    assert prov["torch"] and prov["transformers"] and prov["gpu"] is None      # no GPU here
     assert "gpu_check.py --smoke --out" in prov["command"] and len(prov["source_sha256"]) == 64
     assert set(prov["git"]) >= {"sha", "dirty"}
     env = prov["environment"]
@@ -90,8 +92,8 @@ def test_smoke_run_passes_every_check_without_the_packages_the_gpu_machine_lacks
 
     casc = report["checks"]["cascade"]["numbers"]
     for shape in ("qwen2.5-1.5b", "llama-3.2-1b"):
-        assert set(casc[shape]) >= {"fp32", "fp32_tokens", "bf16", "sharpen", "config"}
-        assert casc[shape]["fp32_tokens"]["rows_differing"] == 0
+        assert set(casc[shape]) >= {"fp32", "fp32_tokens", "fp32_tokens_full_vocabulary", "bf16", "config", "params"}
+        assert casc[shape]["fp32_tokens"]["rows_differing"] == 0 and casc[shape]["fp32_tokens"]["distinct_tokens"] > 50
 
     samp = report["checks"]["sampling"]["numbers"]
     assert {"1x8", "1x32"} <= set(samp) and all(b["ratios"] for k, b in samp.items() if k != "settings" and "x" in k)
@@ -133,3 +135,15 @@ def test_a_check_past_its_time_limit_is_killed_and_recorded(tmp_path):
     r = gc._run_isolated("cascade", args, 0.5)
     assert r["passed"] is False and r["name"] == "cascade"
     assert "was killed at its limit" in r["errors"][-1]["error"]
+
+
+def test_a_token_flip_is_explained_only_at_a_cdf_boundary_or_a_top_k_tie():
+    import torch
+
+    gc = _load_script()
+    z = torch.tensor([0.5, 0.3, 0.2]).log()                 # token 0 holds [0, 0.5), token 1 [0.5, 0.8)
+    assert "explained" in gc._flip(z, 0, 0.5 + 1e-6, 0, 1, 0.0)
+    assert "explained" not in gc._flip(z, 0, 0.65, 0, 1, 0.0)
+    tie = torch.tensor([3.0, 1.0, 1.0 + 1e-7, -2.0])        # the 2nd and 3rd logits tie: top-2 sets may differ
+    assert "explained" in gc._flip(tie, 2, 0.95, 0, 1, 1e-6)
+    assert "explained" not in gc._flip(tie, 2, 0.95, 0, 1, 0.0)
