@@ -21,9 +21,9 @@ that check only); the whole run is held to --budget-s (default 450 s). `--smoke`
 tiny shapes on the CPU; the CUDA-only parts (peak-memory numbers) are skipped there with the reason.
 
 On the GPU machine (PyTorch + CUDA, transformers, numpy, pytest, hypothesis, tabulate, matplotlib,
-safetensors, tokenizers, tqdm, pyyaml; no internet; the repository is not pip-installed). The harness's task
-registry imports math-verify, so three small pure-Python wheels go along. Download them here, into a folder
-that travels with the checkout:
+safetensors, tokenizers, tqdm, pyyaml; no internet; the repository is not pip-installed): the trainer check and
+the collection of `pytest -m gpu` load the task registry, which imports math-verify, so three small
+pure-Python wheels (380 KB) go along. Download them here, into a folder that travels with the checkout:
 
     pip download --only-binary=:all: --no-deps --platform manylinux2014_x86_64 --python-version 3.12 \\
         --implementation cp --abi cp312 -d .whl \\
@@ -34,7 +34,9 @@ that travels with the checkout:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \\
         PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_check.py --out $OUT
 
-It exits 0 when every check passed. DIR also holds logs/ (each check's output) and the pytest junit XML.
+The run is held to --budget-s (450 s, so under 8 minutes with start-up; not yet timed on a GPU) and exits 0
+when every check passed.
+DIR also holds logs/ (each check's output), the pytest junit XML and the trainer's logs.
 Without a .git folder there, pass --git-sha; `source_sha256` (over the harness's Python files) is recorded
 either way. datasets, reasoning-gym and vLLM are not needed: the checks import none of them, and the vLLM
 test skips with its reason.
