@@ -7,7 +7,6 @@ verl's own config loader.
 import json
 from importlib import metadata
 
-import pyarrow.parquet as pq
 import pytest
 from rlvr.harness.backends.verl import launch, reward
 from rlvr.harness.cli import main
@@ -151,6 +150,7 @@ def test_load_splits_the_verl_section_and_applies_overrides(tmp_path):
 
 
 def test_cli_print_only_writes_the_data_and_prints_the_launch(tmp_path, tiny_model, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")      # the parquet data needs it (datasets brings it)
     path = tmp_path / "c.yaml"
     path.write_text(f"model: {tiny_model}\nout: {tmp_path / 'run'}\ntasks: [micro_arith]\ntrain_problems: 40\n"
                     f"method: {{name: casp, top_n: 2}}\nprompts_per_step: 8\nrollouts_per_prompt: 4\n"
@@ -181,6 +181,7 @@ def prompt_tokens(model, problems):
 
 
 def test_prompts_over_max_prompt_length_are_dropped_as_verl_would(tmp_path, tiny_model, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
     # micro_arith prompts are 17, 21 or 25 tokens long with the tiny model's tokenizer
     path = tmp_path / "c.yaml"
     path.write_text(f"model: {tiny_model}\nout: {tmp_path / 'run'}\ntasks: [micro_arith]\ntrain_problems: 40\n"
