@@ -1,6 +1,6 @@
 """How often does `rlvr compare` flag a regression between two runs of equal quality?
 
-    python benchmarks/bench_compare_calibration.py [--pairs 60] [--tolerance 2.0]
+    python benchmarks/bench_compare_calibration.py [--pairs 60] [--tolerance 2.0] [--json PATH]
 
 Each pair is two synthetic runs (2 tasks x 40 problems x 64 samples) drawn from the same per-problem
 success rates with different seeds: any flagged row is a false alarm. Printed for Holm's correction
@@ -24,12 +24,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=60)
     ap.add_argument("--tolerance", type=float, default=2.0)
+    ap.add_argument("--json", help="also write the counts here")
     a = ap.parse_args()
 
+    from rlvr.harness.provenance import collect, write_measurements
     from rlvr.harness.report.compare import compare_runs
 
     from tests.runfactory import bernoulli_outcomes, make_run
 
+    provenance = collect()          # of the code that runs (taken before it runs)
     tmp = Path(tempfile.mkdtemp(prefix="compare-calibration-"))
     flagged = {"holm": 0, "none": 0}
     detected = {"holm": 0, "none": 0}
@@ -46,6 +49,10 @@ def main() -> int:
     for corr in flagged:
         print(f"correction={corr:<5} false alarms on equal-quality pairs: {flagged[corr]}/{a.pairs} "
               f"({100 * flagged[corr] / a.pairs:.0f}%), planted regression detected: {detected[corr]}/{a.pairs}")
+    if a.json:
+        write_measurements(a.json, vars(a), {corr: {"pairs": a.pairs, "false_alarms": flagged[corr],
+                                                    "regressions_detected": detected[corr]} for corr in flagged},
+                           provenance)
     return 0
 
 

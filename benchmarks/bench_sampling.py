@@ -23,7 +23,6 @@ Prints the ratios; absolute times only mean something on the machine that printe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -76,7 +75,7 @@ def main() -> int:
 
     import torch
     from rlvr.harness.eval.evaluate import EvalConfig, evaluate
-    from rlvr.harness.provenance import collect, utc_now
+    from rlvr.harness.provenance import collect, write_measurements
     from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
     from rlvr.harness.sample.models import init_model, load_model
 
@@ -180,8 +179,7 @@ def main() -> int:
 
     if a.json:
         settings = {k: v for k, v in vars(a).items() if k != "grid"} | {"grid": [f"{p}x{n}" for p, n in a.grid]}
-        Path(a.json).write_text(json.dumps({"date": utc_now(), "settings": settings, "results": results,
-                                            "provenance": provenance}, indent=2) + "\n")
+        write_measurements(a.json, settings, results, provenance)
     return 0
 
 

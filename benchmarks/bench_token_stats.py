@@ -1,6 +1,6 @@
 """Peak memory and time of one loss step (old pass + update forward + loss + backward) per method.
 
-    python benchmarks/bench_token_stats.py [--tokens 16384] [--vocab 32768] [--hidden 256] [--json out.json]
+    python benchmarks/bench_token_stats.py [--tokens 16384] [--vocab 32768] [--hidden 256] [--json PATH]
 
 Methods: GRPO (needs logp only), Lp-Reg (+ min-p proxy in the old pass), CaSP (+ entropy and top-3 with
 grad). Implementations of harness/train/token_stats.py: `function` (custom autograd.Function, the default),
@@ -87,6 +87,9 @@ def main() -> int:
         print(json.dumps(run_case(m, impl, a.tokens, a.vocab, a.hidden, a.seq, a.chunk)))
         return 0
 
+    from rlvr.harness.provenance import collect, write_measurements
+
+    provenance = collect()          # of the code that runs (taken before it runs)
     rows = []
     for impl in a.impls.split(","):
         for m in METHODS:
@@ -102,15 +105,19 @@ def main() -> int:
     print(f"\ntokens={a.tokens} vocab={a.vocab} hidden={a.hidden}; full fp32 logits would be "
           f"{a.tokens * a.vocab * 4 / 2**20:.0f} MiB")
     by = {(r["impl"], r["method"]): r for r in rows}
+    naive = by.get(("naive", "grpo"))
     print(f"{'impl':10s} {'method':7s} {'peak/GRPO(same impl)':>21s} {'peak/naive GRPO':>16s} {'time/GRPO':>10s}")
     for r in rows:
         g = by[(r["impl"], "grpo")]
-        naive = by.get(("naive", "grpo"))
-        print(f"{r['impl']:10s} {r['method']:7s} {r['peak_mib'] / g['peak_mib']:21.2f} "
-              f"{(r['peak_mib'] / naive['peak_mib']) if naive else float('nan'):16.3f} "
-              f"{r['seconds'] / g['seconds']:10.2f}")
+        r["peak_vs_grpo"] = r["peak_mib"] / g["peak_mib"]
+        r["peak_vs_naive_grpo"] = r["peak_mib"] / naive["peak_mib"] if naive else None
+        r["time_vs_grpo"] = r["seconds"] / g["seconds"]
+        print(f"{r['impl']:10s} {r['method']:7s} {r['peak_vs_grpo']:21.2f} "
+              f"{r['peak_vs_naive_grpo'] if naive else float('nan'):16.3f} {r['time_vs_grpo']:10.2f}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2))
+        settings = {k: v for k, v in vars(a).items() if k != "case"}
+        write_measurements(a.json, settings, {"full_logits_fp32_mib": a.tokens * a.vocab * 4 / 2**20, "rows": rows},
+                           provenance)
     return 0
 
 

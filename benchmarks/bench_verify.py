@@ -1,6 +1,6 @@
 """Naive per-sample math-verify versus the verifier pool with its cache, on synthetic K-sample outputs.
 
-    python benchmarks/bench_verify.py --problems 500 --samples 1024 --workers 2 --naive-sample 2000
+    python benchmarks/bench_verify.py --problems 500 --samples 1024 --workers 2 --naive-sample 2000 [--json PATH]
 
 The completions imitate what RLVR evaluation sees at large K: mostly short chain-of-thought text
 ending in a box; per problem a few distinct wrong answers with Zipf-like frequencies, the gold in a few
@@ -8,12 +8,14 @@ surface forms, and some completions with no box (truncated). The naive baseline 
 reward function does (verl's `math_verify.compute_score`, for one): `verify(parse(gold),
 parse(completion))` for every completion, in one process. Running it on all samples would take too long,
 so it is timed on a random subsample and extrapolated; the output says so. Both sides see the same items,
-and their verdicts on the subsample are compared.
+and their verdicts on the subsample are compared. One run (no rounds): absolute times only mean something
+on the machine that printed them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import re
@@ -112,10 +114,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--deadline", type=float, default=10.0)
+    ap.add_argument("--json", help="also write the measurements here")
     args = ap.parse_args(argv)
 
+    from rlvr.harness.provenance import collect, write_measurements
+    from rlvr.tasks.loading import resolve_data_dir
+
+    provenance = collect(None if argv is None else [sys.argv[0], *argv])   # of the code that runs, before it runs
+    data_dir = resolve_data_dir(args.data_dir)
     task = tasks.get(args.task)
-    problems = task.load(args.data_dir)[: args.problems]
+    problems, data_source = task.load_with_source(data_dir)
+    problems = problems[: args.problems]
     n_items = len(problems) * args.samples
     print(f"{len(problems)} {args.task} problems x {args.samples} samples = {n_items:,} completions "
           f"(synthetic; seed {args.seed})")
@@ -173,6 +182,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  accuracy {correct / n_items:.3f}; verdicts agree with naive on {agree}/{total_checked} "
           f"subsampled items")
     print(f"speed-up (extrapolated naive / measured pool): {naive_total / pool_s:.1f}x on {os.cpu_count()} CPUs")
+
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "data_dir"} | {
+            "data_dir": str(data_dir) if data_dir else None}
+        results = {
+            "items": n_items, "problems": len(problems), "data": data_source,
+            "naive": {"processes": 1, "items_timed": len(subsample), "seconds": naive_s,
+                      "ms_per_item": naive_per_item * 1e3, "extrapolated_seconds": naive_total},
+            "pool": {"workers": workers, "seconds": pool_s, "startup_seconds": startup_s,
+                     "items_per_s": n_items / pool_s, **dataclasses.asdict(stats), "hit_rate": stats.hit_rate},
+            "accuracy": correct / n_items, "agree": agree, "agree_checked": total_checked,
+            "speedup_extrapolated": naive_total / pool_s, "cpu_count": os.cpu_count()}
+        write_measurements(args.json, settings, results, provenance)
 
 
 if __name__ == "__main__":

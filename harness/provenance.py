@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -83,3 +84,12 @@ def collect(argv: list[str] | None = None) -> dict:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_measurements(path: str | Path, settings: dict, results: dict, provenance: dict) -> None:
+    """A benchmark's JSON record: its settings, its results, the provenance `collect()` took before it ran
+    (so the sha and dirty flag describe the code that was measured) and the date it finished."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"date": utc_now(), "settings": settings, "results": results,
+                                "provenance": provenance}, indent=2) + "\n")

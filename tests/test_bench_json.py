@@ -1,0 +1,39 @@
+"""The benchmarks' --json records: settings, results and the provenance of the code that ran."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from rlvr.harness.provenance import collect, write_measurements
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_write_measurements_records_provenance(tmp_path):
+    out = tmp_path / "sub" / "m.json"
+    write_measurements(out, {"n": 1}, {"ratio": 2.0}, collect(["bench.py", "--n", "1"]))
+    rec = json.loads(out.read_text())
+    assert set(rec) == {"date", "settings", "results", "provenance"}
+    assert rec["settings"] == {"n": 1} and rec["results"] == {"ratio": 2.0}
+    prov = rec["provenance"]
+    assert prov["command"] == ["bench.py", "--n", "1"]
+    assert {"sha", "dirty"} <= set(prov["harness"]) and "torch" in prov["versions"] and prov["hardware"]["cpu"]
+
+
+def test_bench_verify_writes_its_json(tmp_path, data_dir):
+    spec = importlib.util.spec_from_file_location("bench_verify", ROOT / "benchmarks" / "bench_verify.py")
+    bench_verify = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_verify)
+
+    out = tmp_path / "verify.json"
+    argv = ["--problems", "2", "--samples", "8", "--workers", "1", "--naive-sample", "4",
+            "--data-dir", str(data_dir), "--json", str(out)]
+    bench_verify.main(argv)
+    rec = json.loads(out.read_text())
+    res = rec["results"]
+    assert res["items"] == 16 and res["naive"]["items_timed"] == 4 and res["agree_checked"] == 4
+    assert res["pool"]["submitted"] == 16 and res["speedup_extrapolated"] > 0
+    assert res["data"]["kind"] == "local" and rec["settings"]["data_dir"] == str(data_dir)
+    assert rec["provenance"]["command"][1:] == argv
