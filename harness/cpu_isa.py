@@ -5,9 +5,9 @@ torch is imported: the widest set the CPU offers (AVX-512 on recent server CPUs,
 x86-64 machines) unless the environment variable ATEN_CPU_CAPABILITY names another. Kernels of
 different widths add in different orders and round differently, and 2,000 pre-training steps turn a
 last-bit difference in one forward into another model. `rlvr reproduce micro` therefore asks for AVX2:
-every x86-64 CPU since 2013 (Intel Haswell) and 2015 (AMD Excavator; every Zen) offers it, while AVX-512
-is missing from most desktop and laptop CPUs (Intel's since Alder Lake, AMD's before Zen 4), so AVX2 is
-the widest set that almost every user's x86-64 machine can run. It is slower than AVX-512 where both
+Intel's Core and Xeon CPUs offer it since Haswell (2013) and AMD's since Excavator (2015), every Zen
+included, while AVX-512 is missing from most desktop and laptop CPUs (Intel's since Alder Lake, AMD's
+before Zen 4), so AVX2 is the widest set that almost every user's x86-64 machine can run. It is slower than AVX-512 where both
 exist, which does not matter at the micro world's size.
 
 PyTorch honours ATEN_CPU_CAPABILITY=avx2 without checking the CPU (a CPU without AVX2 would stop on an

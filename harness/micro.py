@@ -123,7 +123,10 @@ def build_base(recipe: MicroRecipe, cache: Path, progress: bool = True, rebuild:
     shutil.rmtree(tmp, ignore_errors=True)
     docs = base_documents(recipe)
     init_model(tmp, recipe.base_spec, corpus=[p + s for p, s in docs])
-    pretrain(tmp, docs, recipe.pretrain, progress=progress)
+    summary = pretrain(tmp, docs, recipe.pretrain, progress=progress)
+    env = build_environment()
+    summary["built_with"] = {k: env[k] for k in ("torch", "transformers", "tokenizers", "cpu_capability")}
+    (tmp / "rlvr_pretrain.json").write_text(json.dumps(summary, indent=2) + "\n")   # not in the fingerprint
     shutil.rmtree(target, ignore_errors=True)
     tmp.replace(target)
     return target
@@ -190,16 +193,16 @@ def ship_base(model_dir: str | Path, dest: Path | None = None, manifest: Path | 
     dest.mkdir(parents=True)
     for name in SHIPPED_FILES:
         if name == "rlvr_pretrain.json":
-            kept = {k: v for k, v in pretrain_info.items() if k != "seconds"}
+            kept = {k: v for k, v in pretrain_info.items() if k not in ("seconds", "built_with")}
             (dest / name).write_text(json.dumps(kept, indent=2) + "\n")
         else:
             shutil.copyfile(src / name, dest / name)
-    env = build_environment()
+    env = build_environment()      # where the build did not record them: this process's (run it as the build ran)
+    built = {k: env[k] for k in ("torch", "transformers", "tokenizers", "cpu_capability")}
     info = {"recipe_key": recipe.base_recipe_key(), "sha256": model_fingerprint(str(dest))["sha256"],
             "files": {name: _file_sha256(dest / name) for name in SHIPPED_FILES},
-            "built_with": {**{k: v for k, v in env.items() if k != "code"}, "source_digest": env["code"],
-                           "harness_git": provenance.git_state(), "cpu": provenance.cpu_name(),
-                           "pretrain_seconds": pretrain_info.get("seconds")}}
+            "built_with": {**built, **pretrain_info.get("built_with", {}), "cpu": provenance.cpu_name(),
+                           "pretrain_seconds": pretrain_info.get("seconds"), "harness_git": provenance.git_state()}}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
     return info
 
