@@ -245,6 +245,8 @@ def micro_base(recipe: MicroRecipe, cache: Path, progress: bool = True, rebuild:
 
     info = shipped_manifest()
     ours = info is not None and info.get("recipe_key") == recipe.base_recipe_key()
+    if info is None and not rebuild and recipe.base_recipe_key() == MicroRecipe().base_recipe_key():
+        check_shipped_base()          # the default recipe's base must ship: says that it is missing
     if ours and not rebuild:
         sha = check_shipped_base()
         return SHIPPED_BASE, f"base model: the shipped base, weights and tokenizer as recorded (sha256 {sha[:16]})"

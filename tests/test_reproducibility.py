@@ -201,6 +201,13 @@ def test_a_damaged_shipped_base_is_one_clear_error(tmp_path):
         micro.check_shipped_base(base, manifest)
 
 
+def test_a_missing_shipped_base_is_an_error_not_a_silent_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(micro, "SHIPPED_MANIFEST", tmp_path / "micro-base.json")
+    with pytest.raises(UserError, match="the shipped micro base is missing .*pass --rebuild-base"):
+        micro.micro_base(MicroRecipe(), tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_recipe():
     spec = TinyModelSpec(vocab_size=300, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
