@@ -380,16 +380,27 @@ def _setup_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="micro world: fewer problems, K = 64, fewer RL steps "
                                                         "(about 2 minutes once the base model is cached)")
     p.add_argument("--out", help="output directory (default: runs/micro[-quick], runs/reproduce/NAME[-micro])")
-    p.add_argument("--cache", default=".cache/rlvr", help="where the base model is cached (default: .cache/rlvr)")
+    p.add_argument("--cache", default=".cache/rlvr", help="where base models built here are cached (--rebuild-base, "
+                                                          "recipes of another base) (default: .cache/rlvr)")
     p.add_argument("--methods", help="comma-separated subset of methods (micro) or arm ids (recipes) to run "
                                      "(default: all)")
     p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR)")
+    p.add_argument("--rebuild-base", action="store_true",
+                   help="micro world: pre-train the base model from scratch instead of loading the shipped one, "
+                        "and say whether it reproduced the shipped weights bit for bit")
 
 
 @verb("reproduce", "run a paper's recipe (--dry-run: plan and availability; --scale micro: on CPU); "
                    "'micro' trains every method on CPU and compares pass@k", _setup_reproduce)
 def _cmd_reproduce(a: argparse.Namespace) -> int:
+    if a.name == "micro" or a.scale == "micro":
+        # before anything imports torch: PyTorch reads ATEN_CPU_CAPABILITY once, on import
+        from rlvr.harness import cpu_isa
+
+        cpu_isa.pin()
     only = _csv_list(a.methods) if a.methods else None
+    if a.rebuild_base and a.name != "micro":
+        raise UserError("--rebuild-base applies to `rlvr reproduce micro`")
     if a.name != "micro":
         from rlvr.harness.reproduce.runner import reproduce
 
@@ -400,7 +411,7 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
     from rlvr.harness.reproduce.micro import run_micro
 
     out = a.out or ("runs/micro-quick" if a.quick else "runs/micro")
-    run_micro(out, a.cache, quick=a.quick, only=only)
+    run_micro(out, a.cache, quick=a.quick, only=only, rebuild_base=a.rebuild_base)
     return 0
 
 

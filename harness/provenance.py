@@ -41,6 +41,38 @@ def git_state(root: Path = REPO_ROOT) -> dict:
     return {"sha": sha, "dirty": bool(status) if status is not None else None}
 
 
+# the packages whose source decides results; `source_digest` hashes their files
+SOURCE_PACKAGES = ("rlvr.harness", "rlvr.tasks", "rlvr.methods")
+
+
+def source_digest(roots: dict[str, list[Path]] | None = None) -> str:
+    """sha256 over every file of the harness, tasks and methods packages as they are on disk (names and
+    bytes; caches and the shipped model assets left out): the code version for cache keys. It works in a
+    git checkout and in an installed wheel alike, and an edited tree never shares it with a clean one.
+    `roots`: {package: [folders]} to hash instead of where the packages are imported from."""
+    import importlib.util
+
+    if roots is None:
+        roots = {}
+        for name in SOURCE_PACKAGES:
+            spec = importlib.util.find_spec(name)
+            roots[name.rpartition(".")[2]] = [Path(r) for r in ((spec.submodule_search_locations or []) if spec
+                                                               else [])]
+    h = hashlib.sha256()
+    for name, folders in sorted(roots.items()):
+        for root in folders:
+            root = Path(root)
+            for f in sorted(p for p in root.rglob("*") if p.is_file()):
+                rel = f.relative_to(root)
+                if "__pycache__" in rel.parts or rel.suffix in (".pyc", ".pyo") or (name, *rel.parts[:2]) == (
+                        "harness", "reproduce", "assets"):
+                    continue
+                h.update(f"{name}/{rel.as_posix()}\0".encode())
+                h.update(f.read_bytes())
+                h.update(b"\0")
+    return h.hexdigest()
+
+
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version(), "rlvr-harness": harness.__version__}
     for name in TRACKED_PACKAGES:
@@ -62,10 +94,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_capability() -> str | None:
+    """The instruction set PyTorch dispatches its CPU kernels to here (AVX2, AVX512, DEFAULT, ...; fixed
+    when torch is imported, see harness/cpu_isa.py); None without torch. Imports torch: every run uses
+    it anyway, and the kernels decide the last bits of every CPU result."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def hardware() -> dict:
-    hw: dict = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                "gpus": [], "cuda": None}
-    torch = sys.modules.get("torch")  # never import torch just to describe the machine
+    torch = sys.modules.get("torch")  # GPUs are queried only where torch was already imported
+    hw: dict = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpu_capability": cpu_capability(),
+                "platform": platform.platform(), "gpus": [], "cuda": None}
     if torch is not None and torch.cuda.is_available():
         hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         hw["cuda"] = torch.version.cuda

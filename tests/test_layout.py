@@ -182,6 +182,7 @@ def test_a_built_wheel_installs_under_rlvr_and_ships_nothing_bare(shadowed, tmp_
     tops = {n.split("/")[0] for n in names if not n.startswith("rlvr_harness-")}
     assert tops == {"rlvr"}, tops
     assert "rlvr/harness/report/passk.py" in names and "rlvr/tasks/base.py" in names
+    assert "rlvr/harness/reproduce/assets/micro-base/model.safetensors" in names   # the shipped micro base
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)

@@ -22,6 +22,8 @@ def test_run_json_carries_provenance(tmp_path):
     prov = info["provenance"]
     assert set(prov["versions"]) >= {"python", "torch", "transformers", "vllm", "math-verify", "rlvr-harness"}
     assert prov["hardware"]["cpu"] and prov["hardware"]["cpu_count"] >= 1
+    import torch  # the instruction set torch's CPU kernels run on (AVX2 under `rlvr reproduce micro`)
+    assert prov["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert "sha" in prov["harness"] and "dirty" in prov["harness"]
     assert info["start_time"] and info["end_time"] is None
     run.finish()

@@ -23,7 +23,11 @@ CHATML_TEMPLATE = (
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
+# the tokenizer's files as transformers and sentencepiece write them (what a model fingerprint covers
+# besides the weights)
+TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                             "added_tokens.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
+                             "spiece.model", "chat_template.jinja", "chat_template.json"})
 
 
 @dataclass(frozen=True)
@@ -166,16 +170,68 @@ def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", rev
     return model, tokenizer
 
 
+def _safetensors_digest(path: Path, h) -> None:
+    """Feed `h` the tensors of a safetensors file in name order: name, dtype, shape and raw bytes. The
+    header's layout and metadata do not count, so two writers of the same tensors give one digest; a
+    file whose header cannot be read is hashed as bytes (so a damaged file still hashes, differently)."""
+    with open(path, "rb") as f:
+        try:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < (1 << 30) else None
+            tensors = sorted((k, v) for k, v in header.items() if k != "__metadata__")
+            base = 8 + size
+            for name, info in tensors:
+                h.update(json.dumps([name, info["dtype"], info["shape"]]).encode())
+                start, end = info["data_offsets"]
+                f.seek(base + start)
+                left = end - start
+                while left > 0:
+                    block = f.read(min(left, 1 << 22))
+                    if not block:
+                        raise ValueError("truncated")
+                    h.update(block)
+                    left -= len(block)
+            return
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            f.seek(0)
+            h.update(b"raw:")
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+
+
+def fingerprint_files(model_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """(weight files, tokenizer files) of a local model directory, sorted: what its fingerprint covers."""
+    local = Path(model_dir)
+    files = sorted(p for p in local.iterdir() if p.is_file())
+    weights = [p for p in files if p.suffix == ".safetensors"
+               or (p.suffix == ".bin" and p.name.startswith("pytorch_model"))]
+    tokenizer = [p for p in files if p.name in TOKENIZER_FILES]
+    extra = local / "additional_chat_templates"
+    if extra.is_dir():
+        tokenizer += sorted(p for p in extra.iterdir() if p.is_file())
+    return weights, tokenizer
+
+
 def model_fingerprint(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
-    """What run.json records about a model: for a local directory the sha256 over its files (weights,
-    config, tokenizer), for a hub id the id and the requested revision."""
+    """What run.json records about a model: for a local directory the sha256 over its weights and its
+    tokenizer (the weight files tensor by tensor, the tokenizer's files as bytes), for a hub id the id
+    and the requested revision. Files that carry wall-clock times or library versions (config.json's
+    transformers_version, generation_config.json, rlvr_pretrain.json's seconds, trainer state) are left
+    out, so the same weights and tokenizer always give the same hash."""
     local = Path(name_or_path).expanduser()
     if not local.is_dir():
         return {"name": name_or_path, "revision": revision, "sha256": None}
     h = hashlib.sha256()
-    for f in sorted(p for p in local.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
-        h.update(str(f.relative_to(local)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
+    weights, tokenizer = fingerprint_files(local)
+    for f in weights:
+        h.update(b"\0weights\0" + str(f.relative_to(local)).encode() + b"\0")
+        if f.suffix == ".safetensors":
+            _safetensors_digest(f, h)
+        else:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+    for f in tokenizer:
+        h.update(b"\0tokenizer\0" + str(f.relative_to(local)).encode() + b"\0")
+        h.update(f.read_bytes())
     return {"name": local.name, "path": str(local.resolve()), "sha256": h.hexdigest()}
