@@ -228,3 +228,20 @@ def test_a_training_rollout_the_verifier_cannot_judge_stops_the_step(tmp_path, p
     futures = [pool.submit(task, problem, c.text) for c in comps]
     with pytest.raises(UserError, match="step 1: the verifier could not judge a rollout of flaky_probe problem q1"):
         Trainer._rewards(None, 0, pool, task, problem, comps, futures)
+
+
+def test_regrade_of_a_committed_golden_run_flips_nothing(tmp_path, capsys):
+    """The committed quick goldens keep their completions: judged again with today's verifiers (micro_code in
+    today's sandbox), not one verdict changes."""
+    import shutil
+
+    golden = Path(__file__).resolve().parent / "goldens" / "micro-quick" / "runs" / "base"
+    run = tmp_path / "base"
+    shutil.copytree(golden, run)
+    before = json.loads((run / "metrics.json").read_text())["tasks"]
+    assert cli.main(["regrade", str(run), "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split(",")[1].strip() for line in out.splitlines()] == ["0 verdicts changed"] * 3, out
+    after = json.loads((run / "metrics.json").read_text())["tasks"]
+    assert {t: m["problems"] for t, m in after.items()} == {t: m["problems"] for t, m in before.items()}
+    assert json.loads((run / "run.json").read_text())["regrades"][0]["tasks"]["micro_code"]["regraded"] == 384

@@ -12,6 +12,6 @@ cp "$out/recipe.json" "$out/table.md" "$out/times.json" "$dest/"
 for run in "$out"/runs/*/; do
     label=$(basename "$run")
     mkdir -p "$dest/runs/$label"
-    cp "$run/run.json" "$run/metrics.json" "$dest/runs/$label/"
+    cp "$run/run.json" "$run/metrics.json" "$run/samples.jsonl" "$dest/runs/$label/"
 done
 echo "goldens refreshed in $dest; review 'git diff --stat $dest' and commit them with the change that needed them"
