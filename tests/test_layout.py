@@ -115,10 +115,10 @@ def test_folders_import_only_their_own_layer_or_lower_ones():
 def test_pyproject_lists_every_package_folder():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"] == {"rlvr": "rlvr", "rlvr.harness": "harness", "rlvr.tasks": "tasks",
-                                     "rlvr.methods": "methods"}
+                                     "rlvr.methods": "methods", "rlvr.recipes": "reproduce"}
     found = {FOLDERS[init.relative_to(ROOT).parts[0]] + "".join("." + p for p in init.relative_to(ROOT).parts[1:-1])
              for folder in FOLDERS for init in (ROOT / folder).rglob("__init__.py")}
-    assert set(config["packages"]) == found
+    assert set(config["packages"]) == found | {"rlvr.recipes"}      # recipes: data only, no __init__.py
 
 
 SHADOWS = {"tasks.py": "raise SystemExit('the user\\'s tasks.py was imported')\n",
@@ -190,3 +190,6 @@ def test_a_built_wheel_installs_under_rlvr_and_ships_nothing_bare(shadowed, tmp_
     res = run_in(shadowed, env, "methods")
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.splitlines()[0].startswith(str(site)) and "grpo" in res.stdout
+    assert "rlvr/recipes/nsr/recipe.yaml" in names                 # the paper recipes travel with the wheel
+    res = run_in(shadowed, env, "reproduce", "nsr", "--dry-run")
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -29,7 +29,21 @@ from typing import Any
 from rlvr.harness.errors import UserError
 from rlvr.harness.train.trainer import OptimizerConfig, SamplingConfig
 
-REPRODUCE_DIR = Path(__file__).resolve().parents[2] / "reproduce"   # the checkout's top-level reproduce/
+
+def _recipes_dir() -> Path:
+    """The paper recipes: the checkout's top-level reproduce/ folder, or its copy inside an installed wheel
+    (package data `rlvr.recipes`, pyproject.toml)."""
+    checkout = Path(__file__).resolve().parents[2] / "reproduce"
+    if checkout.is_dir():
+        return checkout
+    import importlib.util
+
+    spec = importlib.util.find_spec("rlvr.recipes")
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations \
+        else checkout
+
+
+REPRODUCE_DIR = _recipes_dir()
 
 # Throughput assumption behind every GPU-hour estimate (H100-hours), from anchors.md section 6
 # ("Performance anchors"):
