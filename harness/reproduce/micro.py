@@ -30,6 +30,7 @@ from pathlib import Path
 from rlvr.harness.errors import UserError
 from rlvr.harness.sample.models import TinyModelSpec
 from rlvr.harness.train.pretrain import PretrainConfig
+from rlvr.tasks.loading import sha256_file
 
 BASE_RECIPE_VERSION = "base-v1"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -134,14 +135,6 @@ def build_base(recipe: MicroRecipe, cache: Path, progress: bool = True, rebuild:
 
 # ---- the shipped base ----------------------------------------------------------------------------
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shipped_manifest(manifest: Path | None = None) -> dict | None:
     """The shipped base's manifest (recipe key, fingerprint, per-file sha256), None when absent."""
     manifest = manifest or SHIPPED_MANIFEST
@@ -168,7 +161,7 @@ def check_shipped_base(model_dir: Path | None = None, manifest: Path | None = No
         if not f.is_file():
             raise UserError(f"the shipped micro base is damaged: {f} is missing; reinstall rlvr-harness or pass "
                             f"--rebuild-base")
-        if _file_sha256(f) != want:
+        if sha256_file(f) != want:
             raise UserError(f"the shipped micro base is damaged: {f} does not match its sha256 in {manifest.name}; "
                             f"reinstall rlvr-harness or pass --rebuild-base")
     sha = model_fingerprint(str(model_dir))["sha256"]
@@ -200,7 +193,7 @@ def ship_base(model_dir: str | Path, dest: Path | None = None, manifest: Path | 
     env = build_environment()      # where the build did not record them: this process's (run it as the build ran)
     built = {k: env[k] for k in ("torch", "transformers", "tokenizers", "cpu_capability")}
     info = {"recipe_key": recipe.base_recipe_key(), "sha256": model_fingerprint(str(dest))["sha256"],
-            "files": {name: _file_sha256(dest / name) for name in SHIPPED_FILES},
+            "files": {name: sha256_file(dest / name) for name in SHIPPED_FILES},
             "built_with": {**built, **pretrain_info.get("built_with", {}), "cpu": provenance.cpu_name(),
                            "pretrain_seconds": pretrain_info.get("seconds"), "harness_git": provenance.git_state()}}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
