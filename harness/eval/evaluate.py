@@ -274,7 +274,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
             if errored:
                 print(f"rlvr: {cfg.out}: verifying {len(errored)} samples again (their verifier could not judge "
                       f"them before)", file=sys.stderr)
-                run.append_samples(reverify(run, errored, loaded, pool, progress))
+                run.append_samples(reverify(errored, loaded, pool, progress))
             _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool)
     update_metrics(run)
     run.finish()
@@ -309,7 +309,7 @@ def with_verdict(rec: dict, res) -> dict:
             "extracted": v.extracted, "reason": v.reason, "verify_time": round(res.verify_time, 6)}
 
 
-def reverify(run: Run, records: list[dict], loaded: dict, pool, progress: bool = True,
+def reverify(records: list[dict], loaded: dict, pool, progress: bool = True,
              desc: str = "re-verifying") -> list[dict]:
     """Verify stored completions again (no sampling): the records with their new verdicts, in order.
     `loaded` maps task name -> (configured task, problems, template) as `evaluate` loads them; a record

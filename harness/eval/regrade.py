@@ -72,7 +72,7 @@ def regrade(run_dir: str, tasks: list[str] | None = None, data_dir: str | None =
     else:
         pool.clear_cache()   # a regrade judges again: no verdict may come from before it
     try:
-        judged = reverify(run, chosen, loaded, pool, progress, desc="regrading")
+        judged = reverify(chosen, loaded, pool, progress, desc="regrading")
     finally:
         if own:
             pool.close()

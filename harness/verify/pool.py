@@ -44,7 +44,6 @@ from rlvr.tasks.base import Problem, Task, Verdict
 from rlvr import tasks as task_registry
 
 DEFAULT_DEADLINE_S = 10.0
-PREFLIGHT_DONE: set[str] = set()
 # added to a task's own check budget: the sandbox's start and the judge's replies around the tests
 CHECK_BUDGET_MARGIN_S = 5.0
 
@@ -84,12 +83,10 @@ def preflight(task_names: Iterable[str]) -> None:
     """Before any model is loaded or sampled from: every task's verifier can judge here. A task's
     `preflight()` (code tasks: the sandbox starts and judges a known-good and a known-bad program
     correctly) raises a one-line `UserError` saying what to install or set; any other failure is turned
-    into one. Each task is checked once per process."""
+    into one. Tasks cache their own result (per process and sandbox setting)."""
     from rlvr.harness.errors import UserError
 
     for name in task_registry.expand(list(task_names)):
-        if name in PREFLIGHT_DONE:
-            continue
         check = getattr(task_registry.get(name), "preflight", None)
         if callable(check):
             try:
@@ -98,7 +95,6 @@ def preflight(task_names: Iterable[str]) -> None:
                 raise
             except Exception as e:
                 raise UserError(f"task {name}: its verifier cannot run here ({type(e).__name__}: {e})") from None
-        PREFLIGHT_DONE.add(name)
 
 
 def retry_errors(pool: VerifierPool, items: Sequence[tuple[str | Task, Problem, str]],
