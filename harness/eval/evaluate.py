@@ -22,7 +22,18 @@ from pathlib import Path
 from rlvr.harness.errors import UserError
 from rlvr.harness.provenance import sha256_text
 from rlvr.harness.report.metrics import update_metrics
-from rlvr.harness.runs.store import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json, sample_key
+from rlvr.harness.runs.store import (
+    RUN_FILE,
+    VOLATILE_KEYS,
+    Run,
+    check_can_create,
+    first_difference,
+    locked,
+    make_dir,
+    read_json,
+    sample_key,
+    write_json_atomic,
+)
 from rlvr.harness.sample.engine import Engine, SamplingParams, sample_seed
 from rlvr.harness.verify.task_options import configured_task
 from rlvr.tasks.base import Problem, Task
@@ -146,14 +157,9 @@ def load_tasks(names: list[str], task_options: dict[str, dict], templates: dict[
 
 
 def check_out_dir(out: str) -> None:
-    """The run directory exists or can be created, checked (and created) before anything slow."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out: {out} exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out: cannot create {out} ({e.strerror})") from None
+    """The run directory exists or can be created, checked before anything slow. It is created only once
+    the run can start (model loaded, data read), so a failed `rlvr eval` leaves no empty directory."""
+    check_can_create(out)
 
 
 # run.json settings that only the loaded model decides (its decode path, prompts rendered by its chat
@@ -179,11 +185,35 @@ def check_resumable(out: str, settings: dict) -> dict | None:
                              else i for t, i in kept["tasks"].items()}
         return kept
 
-    diff = first_difference(comparable(stored), comparable(json.loads(json.dumps(settings))))
+    old, new = comparable(stored), comparable(json.loads(json.dumps(settings)))
+    old_n, new_n = old.pop("n", None), new.pop("n", None)
+    diff = first_difference(old, new)
     if diff is not None:
         raise UserError(f"{out}: cannot resume, setting '{diff}' differs from the stored run "
                         f"(use a new --out for new settings)")
+    if old_n != new_n:
+        if not (isinstance(old_n, int) and isinstance(new_n, int)):
+            raise UserError(f"{out}: cannot resume, setting 'n' differs from the stored run "
+                            f"(use a new --out for new settings)")
+        if new_n < old_n:
+            raise UserError(f"{out}: cannot resume with n={new_n}: the run holds n={old_n} samples per problem "
+                            f"and n can only grow (its pass@k for k <= {new_n} is there already; use a new --out "
+                            f"for a smaller run)")
     return stored
+
+
+def grow_samples(run_dir: str | Path, old_n: int, new_n: int, chunk: int) -> range:
+    """Prepare the run in `run_dir` (n = old_n) to grow to new_n samples per problem, so that it ends equal to a
+    fresh run with new_n: samples old_n..new_n-1 get the seeds of a fresh run (a seed depends only on the run
+    seed, task, problem and index), and every batch (chunk of indices) is the one a fresh run draws. The last
+    chunk of the old run, when partial, becomes a larger batch in the grown run, so its old samples (a row's
+    numbers may depend on the batch it was drawn in) are removed here and drawn again in their new batch.
+    Returns the sample indices removed."""
+    redo = range(old_n - old_n % chunk, old_n)
+    if redo:
+        run = Run.open(run_dir)
+        run.rewrite_samples([r for r in run._iter_lines() if int(r["sample_index"]) not in redo])
+    return redo
 
 
 def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
@@ -207,7 +237,38 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
              print_table: bool = True, pool=None) -> Run:
     """Run (or resume) an evaluation; returns the finished run. `engine`/`tokenizer` may be passed in
     (the trainer evaluates its in-memory policy this way), and so may a running `VerifierPool` (a
-    driver that evaluates many models reuses one pool and its verdict cache)."""
+    driver that evaluates many models reuses one pool and its verdict cache).
+
+    The run directory is locked for the whole evaluation (`rlvr.harness.runs.store.locked`): a second process
+    writing it stops with an error naming the holder. A resume may grow n (`grow_samples`), never shrink it.
+    The model of a checkpoint that `rlvr train` wrote records its step and method (`checkpoint_origin`)."""
+
+    with contextlib.ExitStack() as stack:
+        return _evaluate(cfg, engine, tokenizer, progress, print_table, pool, stack)
+
+
+def checkpoint_origin(model: str) -> tuple[int | None, dict | None]:
+    """(step, method) of a checkpoint that `rlvr train` wrote (its trainer_state.json, and the method recorded
+    there or, for older checkpoints, in the training output's train.json); (None, None) for any other model."""
+    local = Path(model).expanduser()
+    try:
+        state = json.loads((local / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    step = state.get("step") if isinstance(state, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None, None          # not ours (Hugging Face's Trainer writes global_step)
+    method = state.get("method")
+    if not isinstance(method, dict):
+        try:
+            method = json.loads((local.resolve().parent.parent / "train.json").read_text(encoding="utf-8"))["method"]
+        except (OSError, ValueError, KeyError, TypeError):
+            method = None
+    return step, method if isinstance(method, dict) and "name" in method else None
+
+
+def _evaluate(cfg: EvalConfig, engine, tokenizer, progress: bool, print_table: bool, pool,
+              stack: contextlib.ExitStack) -> Run:
     from rlvr.harness.sample.models import model_fingerprint, resolve_model
     from rlvr.harness.verify.pool import preflight, verifier_versions
 
@@ -218,16 +279,21 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
     loaded, task_info = load_tasks(task_registry.expand(cfg.tasks), cfg.task_options, cfg.templates,
                                    cfg.data_dir, cfg.shard, cfg.limit)
 
+    step, method = cfg.step, cfg.method
+    if engine is None and step is None and method is None:
+        step, method = checkpoint_origin(cfg.model)
     settings = {
-        "label": cfg.label, "step": cfg.step,
+        "label": cfg.label, "step": step,
         "model": {**model_fingerprint(cfg.model, cfg.revision), "dtype": cfg.dtype},
-        "method": cfg.method, "tasks": task_info, "n": cfg.n,
+        "method": method, "tasks": task_info, "n": cfg.n,
         "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
         "seed": cfg.seed, "engine": engine.name if engine is not None else cfg.engine, "decode": None,
         "chunk": cfg.chunk,
         "shard": list(cfg.shard), "limit": cfg.limit,
         "verifiers": verifier_versions(loaded),   # this execution's; a resume records its own
     }
+    if Path(cfg.out).is_dir():
+        stack.enter_context(locked(cfg.out))      # a resume: ours before anything is read from it
     stored = check_resumable(cfg.out, settings)   # before the model is loaded
     if engine is None:
         engine, tokenizer = make_engine(cfg)
@@ -239,12 +305,25 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
         task_info[name]["prompt_sha256"] = sha256_text("\x1e".join(rendered))
     settings["engine"], settings["decode"] = engine.name, getattr(engine, "decode_path", None)
     _note_context_overrun(engine, tokenizer, loaded, prompts, cfg.sampling.max_new_tokens)
+    make_dir(cfg.out)                             # the run can start: now its directory exists
+    stack.enter_context(locked(cfg.out))
+    stored = check_resumable(cfg.out, settings)   # again: another process may have written it meanwhile
+    grown = None
+    if stored is not None and stored.get("n") != cfg.n:
+        redo = grow_samples(cfg.out, stored["n"], cfg.n, cfg.chunk)
+        grown = {"from": stored["n"], "to": cfg.n, "redrawn": [redo.start, redo.stop] if redo else None}
+        print(f"rlvr: note: {cfg.out}: growing n from {stored['n']} to {cfg.n}"
+              + (f"; samples {redo.start}-{redo.stop - 1} of each problem are drawn again, in the batch of "
+                 f"--chunk {cfg.chunk} a fresh n={cfg.n} run draws them in" if redo else ""), file=sys.stderr)
     if stored is not None:   # the label names the run and changes no sample: a resume may set a new one
         if cfg.label is None:
             settings["label"] = stored.get("label")
         elif cfg.label != stored.get("label"):
             print(f"rlvr: note: {cfg.out}: label {stored.get('label')!r} -> {cfg.label!r}", file=sys.stderr)
-    run = Run.create(cfg.out, settings, may_change=("label", "verifiers"))
+    run = Run.create(cfg.out, settings, may_change=("label", "verifiers", *(("n",) if grown else ())))
+    if grown:
+        run.info.setdefault("grown", []).append({"time": run.info["resumes"][-1], **grown})
+        write_json_atomic(run.path / RUN_FILE, run.info)
     done = run.done_keys()
     # samples whose verifier could not judge them are verified again from their stored text (no sampling);
     # one without its text is sampled again (its seed gives the same completion)

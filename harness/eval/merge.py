@@ -6,7 +6,16 @@ from pathlib import Path
 
 from rlvr.harness.errors import UserError
 from rlvr.harness.report.metrics import count_samples, sample_shortfall, update_metrics
-from rlvr.harness.runs.store import VOLATILE_KEYS, Run, first_difference, sample_key
+from rlvr.harness.runs.store import (
+    HOLDER_FILE,
+    LOCK_FILE,
+    VOLATILE_KEYS,
+    Run,
+    first_difference,
+    locked,
+    make_dir,
+    sample_key,
+)
 
 # Settings that legitimately differ between the shards of one evaluation.
 PER_SHARD = ("shard",)
@@ -41,7 +50,7 @@ def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
     missing = sorted(set(range(n_shards)) - set(seen))
     if missing and not allow_partial:
         raise UserError(f"shards {missing} of {n_shards} are missing (pass --allow-partial to merge anyway)")
-    if Path(out).exists() and any(Path(out).iterdir()):
+    if Path(out).exists() and any(p.name not in (LOCK_FILE, HOLDER_FILE) for p in Path(out).iterdir()):
         raise UserError(f"--out: {out} is not empty")
     _check_shards(runs)
 
@@ -52,11 +61,13 @@ def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
     for t, entry in settings.get("tasks", {}).items():
         entry["problems"] = sum((r.info["tasks"][t].get("problems") or 0) for r in runs)
         entry["prompt_sha256"] = None  # per-shard hashes are kept in merged_from's run files
-    merged = Run.create(out, settings, resume=False)
-    for r in runs:
-        merged.append_samples(r.iter_samples())
-    update_metrics(merged)
-    merged.finish()
+    make_dir(out)
+    with locked(out):    # a second merge into the same --out stops here, naming this one
+        merged = Run.create(out, settings, resume=False)
+        for r in runs:
+            merged.append_samples(r.iter_samples())
+        update_metrics(merged)
+        merged.finish()
     return merged
 
 

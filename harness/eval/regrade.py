@@ -17,7 +17,7 @@ from rlvr.harness import provenance
 from rlvr.harness.errors import UserError
 from rlvr.harness.eval.evaluate import load_tasks, reverify
 from rlvr.harness.report.metrics import sample_outcome, update_metrics
-from rlvr.harness.runs.store import RUN_FILE, Run, write_json_atomic
+from rlvr.harness.runs.store import RUN_FILE, Run, locked, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,13 @@ class TaskRegrade:
 def regrade(run_dir: str, tasks: list[str] | None = None, data_dir: str | None = None, workers: int | None = None,
             deadline_s: float = 10.0, progress: bool = True, pool=None) -> list[TaskRegrade]:
     """Judge the stored completions of `run_dir` again (every task, or `tasks`); see the module doc."""
+    with locked(Run.open(run_dir).path):   # no `rlvr eval` appends while the samples are judged again
+        return _regrade(Run.open(run_dir), run_dir, tasks, data_dir, workers, deadline_s, progress, pool)
+
+
+def _regrade(run: Run, run_dir: str, tasks, data_dir, workers, deadline_s, progress, pool) -> list[TaskRegrade]:
     from rlvr.harness.verify.pool import VerifierPool, preflight, verifier_versions
 
-    run = Run.open(run_dir)
     info = run.info
     stored_tasks = info.get("tasks") or {}
     names = list(stored_tasks) if tasks is None else list(tasks)

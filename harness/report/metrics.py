@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 from rlvr.harness.errors import UserError
 from rlvr.harness.report.passk import passk_curve
-from rlvr.harness.runs.store import METRICS_FILE, Run
+from rlvr.harness.runs.store import METRICS_FILE, Run, locked
 
 METRICS_FORMAT = "rlvr-metrics/1"
 
@@ -97,8 +97,10 @@ def compute_metrics(run: Run, iterations: int = 1000, seed: int = 0, confidence:
 
 
 def update_metrics(run: Run, **kwargs) -> dict:
-    metrics = compute_metrics(run, **kwargs)
-    run.write_metrics(metrics)
+    """Recompute and write metrics.json, holding the run's lock (re-entrant: `rlvr eval` holds it already)."""
+    with locked(run.path):
+        metrics = compute_metrics(run, **kwargs)
+        run.write_metrics(metrics)
     return metrics
 
 

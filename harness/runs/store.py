@@ -11,9 +11,13 @@ and re-opening a run for writing cuts such a line off before appending.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shlex
+import socket
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,7 +38,84 @@ REQUIRED_SAMPLE_FIELDS = ("task", "problem_id", "sample_index", "correct")
 OUTCOMES = ("correct", "incorrect", "error")
 
 # run.json keys that describe this execution rather than the run's settings; a resume may differ here.
-VOLATILE_KEYS = frozenset({"format", "provenance", "start_time", "end_time", "resumes", "verifiers", "regrades"})
+VOLATILE_KEYS = frozenset({"format", "provenance", "start_time", "end_time", "resumes", "verifiers", "regrades",
+                           "grown"})
+
+# The exclusive lock of a directory that a command writes (a run, a training output), and the side file
+# that names its holder for the error message a second writer gets.
+LOCK_FILE = ".rlvr.lock"
+HOLDER_FILE = ".rlvr.lock.holder.json"
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock of `path`, in words (from the side file its holder wrote)."""
+    try:
+        h = json.loads((path / HOLDER_FILE).read_text(encoding="utf-8"))
+        command = str(h.get("command", ""))
+        command = command if len(command) <= 160 else command[:157] + "..."
+        return f"pid {h.get('pid')} on {h.get('host')} since {h.get('since')}: {command}"
+    except (OSError, ValueError, AttributeError):
+        return "holder unknown"
+
+
+@contextlib.contextmanager
+def locked(path: str | Path, what: str = "run directory") -> Iterator[None]:
+    """Exclusive use of the existing directory `path` by this process while the block runs (a `filelock`
+    lock on PATH/.rlvr.lock; the OS releases it when the process dies, so a killed run never leaves a
+    stale lock). Re-entrant within one process: `rlvr eval` holds its run while `update_metrics` takes it
+    again. A second process gets a one-line error naming the directory and the holder (pid, host, start
+    time and command, read from PATH/.rlvr.lock.holder.json)."""
+    import filelock
+
+    path = Path(path)
+    lock = filelock.FileLock(str(path / LOCK_FILE), timeout=0, is_singleton=True, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise UserError(f"{path}: {what} in use by another rlvr process ({_holder(path)}); wait for it to "
+                        f"finish, or write somewhere else") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot lock the {what} ({e.strerror or e})") from None
+    try:
+        if lock.lock_counter == 1:
+            argv = ["rlvr" if Path(sys.argv[0]).name in ("rlvr", "cli.py", "__main__.py") else sys.argv[0],
+                    *sys.argv[1:]]
+            write_json_atomic(path / HOLDER_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
+                                                   "since": provenance.utc_now(), "command": shlex.join(argv)})
+        yield
+    finally:
+        if lock.lock_counter == 1:
+            (path / HOLDER_FILE).unlink(missing_ok=True)
+        lock.release()
+
+
+def make_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create the directory `path` (and its parents), as a one-line error naming `flag` when it cannot be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag}: {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag}: cannot create {path} ({e.strerror})") from None
+    return path
+
+
+def check_can_create(path: str | Path, flag: str = "--out") -> None:
+    """That `path` is a directory or can be created, without creating anything (a run directory is created
+    only once the run can start: a failed command leaves no empty directory behind)."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{flag}: {path} exists and is not a directory")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag}: cannot create {path} ({os.strerror(20)})")   # ENOTDIR
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}: cannot create {path} ({os.strerror(13)}: {parent})")   # EACCES
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -302,8 +383,10 @@ class Run:
             return str(self.info["label"])
         method = (self.info.get("method") or {}).get("name")
         step = self.info.get("step")
-        return " · ".join(([method] if method else []) + [model_display_name(self.info.get("model") or {})]
-                          + ([f"step {step}"] if step is not None else []))
+        model = model_display_name(self.info.get("model") or {})
+        if step is not None and re.search(rf"(?<!\d){step}$", model):
+            step = None      # a checkpoint's directory names its step already: `nsr · grpo/step_8`
+        return " · ".join(([method] if method else []) + [model] + ([f"step {step}"] if step is not None else []))
 
 
 # Directory names that say where a checkpoint sits rather than which model it is (our trainer's

@@ -601,7 +601,8 @@ class Trainer:
         self.model.save_pretrained(ckpt)
         self.tok.save_pretrained(ckpt)
         torch.save(self.opt.state_dict(), ckpt / "optimizer.pt")
-        write_json_atomic(ckpt / "trainer_state.json", {**self.state, "time": utc_now()})
+        # the method goes with the checkpoint: `rlvr eval` of it records its step and method in run.json
+        write_json_atomic(ckpt / "trainer_state.json", {**self.state, "time": utc_now(), "method": self._method_dict()})
         last = self.ckpt_root / "last"
         tmp = self.ckpt_root / ".last.tmp"
         tmp.unlink(missing_ok=True)
