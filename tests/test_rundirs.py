@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from rlvr.harness import cli
-from rlvr.harness.runs.store import Run
-HOLDER_FILE = ".rlvr.lock.holder.json"
+from rlvr.harness.runs.store import HOLDER_FILE, Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +117,7 @@ def test_a_second_eval_on_a_run_in_use_stops_naming_the_directory_and_the_holder
 
 def test_merge_and_metrics_take_the_lock_of_the_run_they_write(tmp_path, capsys):
     from rlvr.harness.runs.store import locked
+
     from tests.runfactory import make_run
 
     run = make_run(tmp_path / "a", {"t": {"p": [True, False]}})

@@ -167,7 +167,7 @@ def test_an_overlong_penalty_that_cannot_apply_is_noted(tmp_path, tiny_model, ca
     ({"steps": "many"}, "field 'steps': expected an integer"),
     ({"optimizer": {"lr": "fast"}}, "field 'optimizer.lr': expected a number"),
     ({"method": {"name": "nope"}}, "unknown method 'nope'"),
-    ({"loggers": ["jsonl", "wandb"]}, "field 'loggers': unknown logger 'wandb'"),
+    ({"loggers": ["jsonl", "mlflow"]}, "field 'loggers': unknown logger 'mlflow'"),
     ({"method": {"name": "grpo", "eps_lo": 0.1}}, "eps_lo"),
     ({"prompts_per_step": 0}, "prompts_per_step"),
 ])

@@ -37,8 +37,9 @@ from typing import Any, Literal
 
 from rlvr.harness.errors import UserError
 from rlvr.harness.provenance import collect, utc_now
-from rlvr.harness.runs.store import write_json_atomic
+from rlvr.harness.runs.store import RUN_FILE, locked, write_json_atomic, write_text_atomic
 from rlvr.harness.sample.engine import SamplingParams, sample_seed
+from rlvr.harness.train.loggers import Trackers, check_loggers
 from rlvr.tasks.base import Problem
 
 from rlvr import methods as method_registry
@@ -92,7 +93,6 @@ class VLLMRolloutConfig:
             raise UserError(f"field 'vllm.max_model_len': must be >= 1, got {self.max_model_len}")
 
 
-LOGGERS = ("jsonl", "tensorboard")
 ROLLOUT_ENGINES = ("hf", "vllm")
 
 
@@ -122,7 +122,8 @@ class TrainConfig:
     workers: int | None = None
     verify_deadline_s: float = 10.0
     label: str | None = None
-    loggers: list[str] = field(default_factory=lambda: ["jsonl"])   # JSON lines always; "tensorboard" adds OUT/tensorboard
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])   # JSON lines always; tensorboard, wandb, trackio
+    project: str = "rlvr"                # the wandb / trackio project (harness/train/loggers.py)
     rollout_engine: Literal["hf", "vllm"] = "hf"   # vllm: colocated vLLM on the training GPU (the `vllm:` section)
     vllm: VLLMRolloutConfig = field(default_factory=VLLMRolloutConfig)
 
@@ -134,9 +135,7 @@ class TrainConfig:
             raise UserError(f"field 'mini_batch_size': must be >= 1, got {self.mini_batch_size}")
         if not isinstance(self.method, dict) or "name" not in self.method:
             raise UserError("field 'method': needs a 'name' (one of rlvr methods)")
-        unknown = sorted(set(self.loggers) - set(LOGGERS))
-        if unknown:
-            raise UserError(f"field 'loggers': unknown logger {unknown[0]!r} (known: {', '.join(LOGGERS)})")
+        check_loggers(list(self.loggers))   # known, and their packages installed (a missing one stops us now)
         if self.rollout_engine not in ROLLOUT_ENGINES:
             raise UserError(f"field 'rollout_engine': expected one of {', '.join(ROLLOUT_ENGINES)}, "
                             f"got {self.rollout_engine!r}")
@@ -240,7 +239,6 @@ class Trainer:
 
         self.cfg = cfg
         self.progress = progress
-        self._tb = None
         self.method = build_method(cfg.method)
         limit = getattr(self.method, "overlong_max_len", None)
         if limit is not None and limit - self.method.overlong_cache >= cfg.sampling.max_new_tokens:
@@ -285,14 +283,20 @@ class Trainer:
     # ---- public --------------------------------------------------------------------------------
 
     def train(self, pool=None) -> Path:
-        """Run (or resume) the loop; `pool`: a running VerifierPool to use instead of starting one."""
+        """Run (or resume) the loop; `pool`: a running VerifierPool to use instead of starting one. OUT is locked
+        meanwhile (a second `rlvr train` into it stops, naming this one). A resume first cuts train_log.jsonl back
+        to the step it resumes from and finishes the evaluations an interruption left unfinished."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with locked(self.out, "training output"):
+            return self._train(pool)
+
+    def _train(self, pool=None) -> Path:
         import contextlib
 
         from rlvr.harness.sample.engine import HFEngine
         from rlvr.harness.verify.pool import VerifierPool
         from tqdm import tqdm
 
-        self.out.mkdir(parents=True, exist_ok=True)
         info_path = self.out / "train.json"
         if self.state["step"] and info_path.exists():
             self._check_resume(info_path)
@@ -302,13 +306,20 @@ class Trainer:
         engine = HFEngine(self.model, self.tok, merge_prompts=True)   # hf rollouts and every evaluation
         modules = sorted({type(t).__module__ for t, _ in self.problems})
         start = self.state["step"]
+        self._cut_log(start)
+        self._trackers = Trackers(self.cfg.loggers, self.out, self.cfg.project, self.cfg.label or self.out.name,
+                                  {"config": asdict(self.cfg), "method": self._method_dict()}, start)
+        for step in self._pending_evals():
+            print(f"rlvr: {self.out}: finishing the evaluation of step {step} (eval/step_{step}), which was "
+                  f"interrupted", file=sys.stderr)
+            self._evaluate(step, self.ckpt_root / f"step_{step}", engine if step == start else None)
         vllm = self._vllm_engine() if self.cfg.rollout_engine == "vllm" and start < self.cfg.steps else None
         self.rollout_engine = vllm if vllm is not None else engine
         bar = tqdm(range(start, self.cfg.steps), initial=start, total=self.cfg.steps, desc=f"train {self.method.name}",
                    disable=not self.progress, dynamic_ncols=True)
         own = pool is None
         with (VerifierPool(workers=self.cfg.workers, deadline_s=self.cfg.verify_deadline_s, preload=modules)
-              if own else contextlib.nullcontext(pool)) as pool:
+              if own else contextlib.nullcontext(pool)) as pool, contextlib.closing(self._trackers):
             for step in bar:
                 t0 = time.monotonic()
                 rollouts, sample_stats = self._rollouts(step, self.rollout_engine, pool)
@@ -332,9 +343,48 @@ class Trainer:
                     if self.cfg.eval.tasks and (last or (self.cfg.eval.every and done % self.cfg.eval.every == 0)):
                         self._evaluate(done, ckpt, engine)
                     self._prune_checkpoints()
-        if self._tb is not None:
-            self._tb.close()
         return self.out
+
+    def _cut_log(self, step: int) -> None:
+        """Cut train_log.jsonl back to `step`, the step this run resumes from (0: a fresh start): the lines of
+        later steps, logged before an interruption and about to be done again, move to train_log.discarded.jsonl,
+        so that the log holds each step once, as the resumed run did it."""
+        path = self.out / "train_log.jsonl"
+        if not path.exists():
+            return
+        keep, drop = [], []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                done = line.endswith("\n") and int(json.loads(line)["step"]) <= step
+            except (ValueError, KeyError, TypeError):
+                done = False        # a line cut short by the interruption
+            (keep if done else drop).append(line if line.endswith("\n") else line + "\n")
+        if drop:
+            with open(self.out / "train_log.discarded.jsonl", "a", encoding="utf-8") as f:
+                f.write("".join(drop))
+            write_text_atomic(path, "".join(keep))
+            print(f"rlvr: note: {self.out}: resuming from step {step}: {len(drop)} lines of train_log.jsonl past it "
+                  f"moved to train_log.discarded.jsonl", file=sys.stderr)
+
+    def _pending_evals(self) -> list[int]:
+        """Steps whose evaluation an interruption left unfinished (eval/step_N without a finished run), with
+        their checkpoint at hand: the step resumed from, when the schedule evaluates it, and any other."""
+        if not self.cfg.eval.tasks:
+            return []
+
+        def finished(step: int) -> bool:
+            run = self.out / "eval" / f"step_{step}"
+            try:
+                return (run / "metrics.json").exists() and json.loads((run / RUN_FILE).read_text()).get("end_time")
+            except (OSError, ValueError, AttributeError):
+                return False
+
+        done, every = self.state["step"], self.cfg.eval.every
+        due = {done} if done and (done == self.cfg.steps or (every and done % every == 0)) else set()
+        started = {int(p.name.removeprefix("step_")) for p in (self.out / "eval").glob("step_*")
+                   if p.name.removeprefix("step_").isdigit()}
+        return sorted(s for s in due | started
+                      if s <= done and not finished(s) and (self.ckpt_root / f"step_{s}" / "config.json").exists())
 
     def _check_resume(self, info_path: Path) -> None:
         """A resume continues the run in `out` only under the settings it was trained with: a field that
@@ -375,24 +425,11 @@ class Trainer:
         return engine
 
     def _log(self, record: dict) -> None:
-        """One JSON line per step (always: reports read it), and TensorBoard scalars under OUT/tensorboard
-        when `loggers` lists "tensorboard" (method stats keep their `method/` prefix)."""
+        """One JSON line per step (always: reports read it), and the same numbers to the trackers `loggers` lists
+        (tensorboard, wandb, trackio: harness/train/loggers.py)."""
         with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if "tensorboard" in self.cfg.loggers:
-            if self._tb is None:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError:
-                    raise UserError("field 'loggers': 'tensorboard' needs the tensorboard package "
-                                    "(pip install tensorboard)") from None
-                self._tb = SummaryWriter(log_dir=str(self.out / "tensorboard"))
-            step = record["step"]
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    tag = key if "/" in key else ("time/" + key if key.startswith("time_") else "train/" + key)
-                    self._tb.add_scalar(tag, value, step)
-            self._tb.flush()
+        self._trackers.log(record)
 
     # ---- rollouts ------------------------------------------------------------------------------
 
@@ -640,8 +677,8 @@ class Trainer:
 
 
 # TrainConfig fields a resume may change: how long, what is evaluated and logged, and the machine side.
-RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "checkpoint_keep", "loggers", "workers",
-                               "verify_deadline_s", "label", "device"})
+RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "checkpoint_keep", "loggers", "project",
+                               "workers", "verify_deadline_s", "label", "device"})
 
 
 def _field_value(cfg: Any, dotted: str) -> Any:
