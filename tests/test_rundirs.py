@@ -191,3 +191,25 @@ def test_an_evaluated_training_checkpoint_records_its_step_and_method(tiny_model
     assert cli.main(eval_argv(tiny_model, tmp_path / "plain", data_dir, "--tasks", "aime24", "--n", "1")) == 0
     info = json.loads((tmp_path / "plain" / "run.json").read_text())
     assert info["step"] is None and info["method"] is None
+
+
+def test_a_checkpoint_run_recorded_before_step_and_method_resumes_and_fills_them(tiny_model, data_dir, tmp_path):
+    """A run evaluated from a checkpoint by an older version has step and method null in run.json; resuming it
+    must not refuse ("setting 'step' differs") but fill them in, since they change no sample."""
+    from rlvr.harness.config import load_config
+    from rlvr.harness.train.trainer import TrainConfig, train
+
+    cfg = load_config(TrainConfig, base={
+        "model": str(tiny_model), "out": str(tmp_path / "grpo"), "tasks": ["micro_arith"],
+        "method": {"name": "nsr"}, "prompts_per_step": 2, "rollouts_per_prompt": 2, "steps": 1,
+        "sampling": {"max_new_tokens": 2}, "workers": 1})
+    out = train(cfg, progress=False)
+    run_dir = tmp_path / "eval"
+    model = out / "checkpoints" / "step_1"
+    assert cli.main(eval_argv(model, run_dir, data_dir, "--tasks", "aime24", "--n", "1")) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    info["step"], info["method"] = None, None  # as an older version wrote it
+    (run_dir / "run.json").write_text(json.dumps(info))
+    assert cli.main(eval_argv(model, run_dir, data_dir, "--tasks", "aime24", "--n", "2")) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["step"] == 1 and info["method"]["name"] == "nsr" and info["n"] == 2

@@ -26,6 +26,7 @@ from rlvr.harness.runs.store import (
     RUN_FILE,
     VOLATILE_KEYS,
     Run,
+    drop_unrecorded,
     check_can_create,
     first_difference,
     locked,
@@ -185,7 +186,7 @@ def check_resumable(out: str, settings: dict) -> dict | None:
                              else i for t, i in kept["tasks"].items()}
         return kept
 
-    old, new = comparable(stored), comparable(json.loads(json.dumps(settings)))
+    old, new = drop_unrecorded(comparable(stored), comparable(json.loads(json.dumps(settings))))
     old_n, new_n = old.pop("n", None), new.pop("n", None)
     diff = first_difference(old, new)
     if diff is not None:

@@ -38,6 +38,17 @@ REQUIRED_SAMPLE_FIELDS = ("task", "problem_id", "sample_index", "correct")
 OUTCOMES = ("correct", "incorrect", "error")
 
 # run.json keys that describe this execution rather than the run's settings; a resume may differ here.
+# Descriptive settings that older runs did not record (null there): a resume may fill them in, since they change
+# no sample (the model's hash already names the weights).
+FILLABLE_KEYS = ("step", "method", "arm", "train_seed")
+
+
+def drop_unrecorded(stored: dict, new: dict) -> tuple[dict, dict]:
+    """`stored` and `new` without the FILLABLE_KEYS that `stored` has as null or lacks."""
+    gone = {k for k in FILLABLE_KEYS if stored.get(k) is None}
+    return ({k: v for k, v in stored.items() if k not in gone}, {k: v for k, v in new.items() if k not in gone})
+
+
 VOLATILE_KEYS = frozenset({"format", "provenance", "start_time", "end_time", "resumes", "verifiers", "regrades",
                            "grown"})
 
@@ -201,12 +212,13 @@ class Run:
                 raise UserError(f"{path}: a run already exists here (choose another --out, or resume it)")
             info = read_json(run_file, "run settings")
             stored = {k: v for k, v in info.items() if k not in VOLATILE_KEYS and k not in may_change}
-            diff = first_difference(stored, {k: v for k, v in settings.items()
-                                             if k not in VOLATILE_KEYS and k not in may_change})
+            diff = first_difference(*drop_unrecorded(stored, {k: v for k, v in settings.items()
+                                                              if k not in VOLATILE_KEYS and k not in may_change}))
             if diff is not None:
                 raise UserError(f"{path}: cannot resume, setting '{diff}' differs from the stored run "
                                 f"(use a new --out for new settings)")
-            info.update({k: v for k, v in settings.items() if k in may_change or k in VOLATILE_KEYS})
+            info.update({k: v for k, v in settings.items() if k in may_change or k in VOLATILE_KEYS
+                         or (k in FILLABLE_KEYS and info.get(k) is None)})
             info.setdefault("resumes", []).append(provenance.utc_now())
             info["end_time"] = None
             write_json_atomic(run_file, info)
