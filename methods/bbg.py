@@ -85,7 +85,8 @@ class BBG(Method):
 
     def base_method(self) -> Method:
         common = dict(eps_low=self.eps_low, eps_high=self.eps_high, entropy_coef=self.entropy_coef,
-                      loss_agg_mode=self.loss_agg_mode, microbatch_weighted=self.microbatch_weighted)
+                      loss_agg_mode=self.loss_agg_mode, microbatch_weighted=self.microbatch_weighted,
+                      sum_norm_divisor=self.sum_norm_divisor)
         if self.base == "w_reinforce":
             return WReinforce(lam=self.lam, **common)
         return GRPO(kl_coef=0.0, **common)

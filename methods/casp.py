@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from rlvr.methods import register
 from rlvr.methods.advantages import group_normalized, per_token
-from rlvr.methods.aggregation import masked_mean, ppo_clip_loss, ppo_ratio
+from rlvr.methods.aggregation import masked_mean, ppo_clip_terms, ppo_ratio
 from rlvr.methods.base import Method, TokenBatch
 from rlvr.methods.grpo import ppo_stats
 from torch import Tensor
@@ -115,9 +115,9 @@ class CaSP(Method):
             A = torch.where(top1, A * self.lambda_top1, A)
         else:
             ratio = torch.where(top1, ratio * self.lambda_top1, ratio)
-        tok, clipped = ppo_clip_loss(ratio, A, self.eps_low, self.eps_high, self.dual_clip_c)
+        tok, clipped, capped = ppo_clip_terms(ratio, A, self.eps_low, self.eps_high, self.dual_clip_c)
         loss = self.agg(tok, batch)
-        stats = ppo_stats(batch, gamma, clipped)
+        stats = ppo_stats(batch, gamma, clipped, capped)
         stats["casp/fork_frac"] = masked_mean(w.to(gamma.dtype), batch.mask)
         stats["casp/top1_penalised_frac"] = masked_mean(top1.to(gamma.dtype), batch.mask)
         stats["entropy"] = masked_mean(batch.entropy, batch.mask)

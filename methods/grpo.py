@@ -7,18 +7,21 @@ from dataclasses import dataclass
 import torch
 from rlvr.methods import register
 from rlvr.methods.advantages import group_normalized, per_token
-from rlvr.methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_loss, ppo_ratio
+from rlvr.methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_terms, ppo_ratio
 from rlvr.methods.base import Method, TokenBatch
 from torch import Tensor
 
 __all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats", "clipped_pg_loss", "with_entropy_bonus"]
 
 
-def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor) -> dict[str, float]:
-    """Stats every PPO-style loss logs: clip fraction, mean ratio, approx. KL to the old policy."""
+def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor, capped: Tensor | None = None) -> dict[str, float]:
+    """Stats every PPO-style loss logs: clip fraction, dual-clip fraction, mean ratio, approx. KL to the old
+    policy. As verl 0.9.1 logs them, `pg_clipfrac` counts the tokens whose clipped branch is active and
+    `pg_clipfrac_lower` those the dual clip caps (0 when there is no dual clip), apart."""
     m = batch.mask
     return {
         "pg_clipfrac": masked_mean(clipped.to(ratio.dtype), m),
+        "pg_clipfrac_lower": 0.0 if capped is None else masked_mean(capped.to(ratio.dtype), m),
         "ratio_mean": masked_mean(ratio, m),
         "ppo_kl": masked_mean(batch.old_logp - batch.logp, m),
         "adv_mean": masked_mean(batch.advantages, m),
@@ -29,9 +32,10 @@ def clipped_pg_loss(method: Method, batch: TokenBatch) -> tuple[Tensor, dict[str
     """The PPO clipped surrogate with `method`'s eps_low / eps_high / dual_clip_c, aggregated with its
     loss_agg_mode, and the stats every PPO-style loss logs (shared by GRPO and the NSR family)."""
     ratio = ppo_ratio(batch.logp, batch.old_logp)
-    tok, clipped = ppo_clip_loss(ratio, batch.advantages, method.eps_low, method.eps_high, method.dual_clip_c)
+    tok, clipped, capped = ppo_clip_terms(ratio, batch.advantages, method.eps_low, method.eps_high,
+                                          method.dual_clip_c)
     loss = method.agg(tok, batch)
-    stats = ppo_stats(batch, ratio, clipped)
+    stats = ppo_stats(batch, ratio, clipped, capped)
     stats["pg_loss"] = float(loss.detach())
     return loss, stats
 

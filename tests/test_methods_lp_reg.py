@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from rlvr.methods.aggregation import AggScale
 from rlvr.methods.base import TokenBatch
 from rlvr.methods.lp_reg import PROXY_FILL, minp_proxy_logprobs
 
@@ -113,3 +114,31 @@ def test_clip_form_matters_only_for_negative_advantages_beyond_u():
     neg = (b.advantages < 0) & (b.mask > 0)
     assert torch.all(paper[neg] == 0) and torch.all(code[neg] > 0)
     torch.testing.assert_close(paper[~neg], code[~neg], rtol=0, atol=0)
+
+
+def test_default_weights_micro_batches_by_their_row_share_as_the_code():
+    """Lp-Reg-dev (verl 0.3, dynamic batch size) multiplies each micro-batch's token-mean by its share of the
+    mini-batch's rows; microbatch_weighted=False is one token-mean over the mini-batch."""
+    b = make_batch(seed=4)
+    scale = AggScale.of(b.mask)
+    parts = (b.rows(slice(0, 2)), b.rows(slice(2, 6)))
+    for p in parts:
+        p.agg_scale = scale
+    code, flat = methods.build("lp_reg", {"beta": 0.0}), methods.build("lp_reg", {"beta": 0.0, "microbatch_weighted": False})
+    assert code.microbatch_weighted and code.proxy_logits == "raw"
+    ratio = torch.exp(b.logp - b.old_logp).detach()          # on-policy: ratio 1, token loss -A
+    tok = -b.advantages * ratio
+    want_code = sum(float((tok[s] * b.mask[s]).sum() / b.mask[s].sum()) * (len(range(6)[s]) / 6)
+                    for s in (slice(0, 2), slice(2, 6)))
+    want_flat = float((tok * b.mask).sum() / b.mask.sum())
+    assert sum(code.loss(p)[0].item() for p in parts) == pytest.approx(want_code, rel=1e-12)
+    assert sum(flat.loss(p)[0].item() for p in parts) == pytest.approx(want_flat, rel=1e-12)
+    assert want_code != pytest.approx(want_flat, rel=1e-6)      # the split makes them differ here
+    # one micro-batch: the same loss
+    assert code.loss(b)[0].item() == pytest.approx(flat.loss(b)[0].item(), rel=1e-12)
+
+
+def test_microbatch_weighted_needs_token_mean():
+    with pytest.raises(ValueError, match="microbatch_weighted"):
+        methods.build("lp_reg", {"loss_agg_mode": "seq-mean-token-mean"})
+    assert methods.build("lp_reg", {"loss_agg_mode": "seq-mean-token-mean", "microbatch_weighted": False})
