@@ -1,4 +1,4 @@
-"""GRPO and its common variants (Dr. GRPO, DAPO) as one config (methods-spec section 1)."""
+"""GRPO and its common variants (Dr. GRPO, DAPO) as one config (docs/methods/grpo.md)."""
 
 from __future__ import annotations
 
@@ -57,21 +57,22 @@ def with_entropy_bonus(method: Method, batch: TokenBatch, loss: Tensor, stats: d
 class GRPO(Method):
     """GRPO: group-normalised outcome advantage, PPO clip, k3 KL to a reference, in the loss.
 
-    Paper: DeepSeekMath, arXiv 2402.03300 (sec. 4.1.2). Code: verl (volcengine/verl), `core_algos.py`
-    (`compute_grpo_outcome_advantage`, `compute_policy_loss`, `kl_penalty`, `agg_loss`).
+    Paper: DeepSeekMath, arXiv 2402.03300 (sec. 4.1.2). Code: verl (https://github.com/volcengine/verl),
+    `verl/trainer/ppo/core_algos.py` (`compute_grpo_outcome_advantage`, `compute_policy_loss_vanilla`,
+    `kl_penalty`, `agg_loss`). User documentation: docs/methods/grpo.md.
     Defaults are DeepSeekMath's main setting: beta 0.04, std normalisation, per-response mean then
-    group mean (`seq-mean-token-mean`); eps is not stated in the paper [NF], so verl's 0.2 is used.
+    group mean (`seq-mean-token-mean`); eps is not stated in the paper, so verl's 0.2 is used.
     Variants by override (module constants): `DAPO_OVERRIDES` (arXiv 2503.14476: clip-higher
     0.2/0.28, token-mean, dynamic sampling, overlong shaping, no KL) and `DR_GRPO_OVERRIDES`
     (arXiv 2503.20783: no std normalisation, `seq-mean-token-sum-norm`, no KL).
 
-    eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high] (spec 0.3).
-    dual_clip_c: verl's dual clip for A < 0 (spec 8: on at 3.0 in current verl, absent in verl 0.2).
-    norm_adv_by_std: divide by the unbiased group std + 1e-6 (False: Dr. GRPO) (spec 0.2).
-    kl_coef: beta of the k3 KL to the reference policy, clamped to [-10, 10] (spec 0.4); > 0 needs ref_logp.
+    eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high].
+    dual_clip_c: verl's dual clip for A < 0 (on at 3.0 in verl 0.9.1, absent in verl 0.2).
+    norm_adv_by_std: divide by the unbiased group std + 1e-6 (False: Dr. GRPO).
+    kl_coef: beta of the k3 KL to the reference policy, clamped to [-10, 10]; > 0 needs ref_logp.
     entropy_coef: subtract c * agg(entropy); the entropy keeps its gradient (RLVR-Decomposed's 0.001
-        baseline, spec 1.4 and 8); > 0 needs entropy.
-    dynamic_sampling: drop groups whose rewards are all equal and refill the batch (DAPO, spec 1.2).
+        baseline); > 0 needs entropy.
+    dynamic_sampling: drop groups whose rewards are all equal and refill the batch (DAPO).
     overlong_max_len, overlong_cache: DAPO's soft overlong penalty
         min(-(|y| - (max_len - cache)) / cache, 0) added to the reward before the group advantage,
         |y| = response tokens (mask sum); None turns it off.

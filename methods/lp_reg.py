@@ -51,7 +51,9 @@ def minp_proxy_logprobs(logits: Tensor, tokens: Tensor, kappa: float, strict: bo
 @dataclass(frozen=True)
 class LpReg(Method):
     """Lp-Reg: GRPO advantage, ratio capped at U, plus beta * k3(proxy || pi) on the lowest-probability
-    negative-advantage tokens that the min-p proxy keeps. Defaults: the official code (Lp-Reg-dev) and its
+    negative-advantage tokens that the min-p proxy keeps. Paper: arXiv 2510.03222
+    (https://arxiv.org/abs/2510.03222). Code: https://github.com/CarlanLark/Lp-Reg-dev @ 33b27e27.
+    Defaults: the official code (Lp-Reg-dev) and its
     Qwen3-14B-Base script (rho 1%, kappa 0.02, beta 1, U 10, token-mean, no KL to a reference, no entropy
     bonus, no dual clip: Lp-Reg-dev has it commented out). docs/methods/lp_reg.md lists every difference
     between the paper and the code.

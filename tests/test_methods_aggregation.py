@@ -142,7 +142,7 @@ def test_dual_clip_zeroes_the_gradient_beyond_c():
 
 
 def test_k3_worked_numbers_from_the_spec():
-    # methods-spec 7: p = 0.03 on-policy, proxy q = 0.03 / 0.98; x = 0.020203, k3 = 2.0546e-4, d/dlogp = -0.020408
+    # Lp-Reg's worked case, derived by hand: p = 0.03 on-policy, proxy q = 0.03 / 0.98; x = 0.020203, k3 = 2.0546e-4, d/dlogp = -0.020408
     q = torch.tensor([math.log(0.03 / 0.98)], dtype=torch.float64)
     logp = torch.tensor([math.log(0.03)], dtype=torch.float64, requires_grad=True)
     kl = k3_kl(logp, q)

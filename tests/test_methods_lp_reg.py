@@ -1,4 +1,4 @@
-"""Lp-Reg (spec 3): the min-p proxy, the regularised-token selection, the code-vs-paper flags."""
+"""Lp-Reg (docs/methods/lp_reg.md): the min-p proxy, the regularised-token selection, the code-vs-paper flags."""
 
 import math
 
@@ -14,7 +14,7 @@ P = torch.tensor([0.6, 0.25, 0.1, 0.03, 0.011, 0.009], dtype=torch.float64)
 
 
 def test_proxy_worked_numbers_from_the_spec():
-    # spec 7: kappa 0.02, threshold 0.012: the first four survive and are renormalised
+    # worked by hand: kappa 0.02, threshold 0.012: the first four survive and are renormalised
     logits = (P.log() + 1.7).expand(6, 6)
     got = minp_proxy_logprobs(logits, torch.arange(6), 0.02)
     torch.testing.assert_close(got[:4].exp(), torch.tensor([0.61224, 0.25510, 0.10204, 0.03061], dtype=torch.float64),
@@ -68,7 +68,7 @@ def test_beta_zero_is_the_base_loss(on_policy):
 
 
 def test_scripts_rho_never_regularises_a_small_batch():
-    # spec 8: k = floor(0.01 * n_neg) must exceed 1, i.e. at least 200 negative tokens
+    # the code: k = floor(0.01 * n_neg) must exceed 1, i.e. at least 200 negative tokens
     b = make_batch()
     assert int(((b.advantages < 0) & (b.mask > 0)).sum()) < 200
     got = loss_and_grad(methods.build("lp_reg"), b)
