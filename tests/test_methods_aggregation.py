@@ -6,7 +6,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rlvr.methods.aggregation import AGG_MODES, SUM_NORM_DIVISORS, AggScale, agg_loss, k3_kl, ppo_clip_loss, ppo_clip_terms
+from rlvr.methods.aggregation import (
+    AGG_MODES,
+    SUM_NORM_DIVISORS,
+    AggScale,
+    agg_loss,
+    k3_kl,
+    ppo_clip_loss,
+    ppo_clip_terms,
+)
 
 L = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]], dtype=torch.float64)
 M = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.float64)

@@ -122,7 +122,8 @@ def test_tensorboard_logger_writes_the_step_metrics(tmp_path, tiny_model):
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     tags = events.Tags()["scalars"]
-    assert {"train/reward_mean", "train/entropy", "method/pg_clipfrac", "time/time_step_s"} <= set(tags)
+    assert {"train/reward_mean", "train/entropy", "method/pg_clipfrac", "method/pg_clipfrac_lower",
+            "time/time_step_s"} <= set(tags)
     logged = [json.loads(line)["reward_mean"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     scalars = events.Scalars("train/reward_mean")
     assert [e.step for e in scalars] == [1, 2]
