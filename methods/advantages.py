@@ -1,4 +1,4 @@
-"""Per-group reductions and the outcome advantages shared by several methods (spec 0.2, 2.3)."""
+"""Per-group reductions and the outcome advantages shared by several methods (docs/methods/README.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def group_sum(x: Tensor, inverse: Tensor, n_groups: int) -> Tensor:
 
 @torch.no_grad()
 def group_normalized(rewards: Tensor, group_ids: Tensor, norm_by_std: bool = True, eps: float = 1e-6) -> Tensor:
-    """GRPO outcome advantage per row [B]: (r - mean_g) / (std_g + eps), verl semantics [C] (spec 0.2).
+    """GRPO outcome advantage per row [B]: (r - mean_g) / (std_g + eps), verl's `compute_grpo_outcome_advantage`.
 
     std is the unbiased (N-1) estimator (torch.std); a group of size 1 gets mean 0 and std 1 (so its
     advantage is r / (1 + eps), verl's convention); all-equal groups get 0. norm_by_std=False is
@@ -42,7 +42,7 @@ def group_normalized(rewards: Tensor, group_ids: Tensor, norm_by_std: bool = Tru
 
 @torch.no_grad()
 def signed_reinforce(rewards: Tensor, positive: float, negative: float) -> Tensor:
-    """Per-row advantage `positive` where reward == 1 and `negative` otherwise (NSR family, spec 2.3)."""
+    """Per-row advantage `positive` where reward == 1 and `negative` otherwise (NSR family)."""
     r = rewards if rewards.is_floating_point() else rewards.to(torch.float32)
     return torch.where(r == 1, torch.full_like(r, positive), torch.full_like(r, negative))
 

@@ -12,7 +12,7 @@ plus `requires`, the `TokenBatch` fields beyond the core ones that the forward m
 Row selection and "keep sampling until the batch is full": the trainer samples groups of G rollouts,
 scores them, calls `select_rows` and, when `method.refill` is true, keeps sampling new prompts until it
 holds as many *kept groups* as it wants (DAPO dynamic sampling, BBG gating; `count_kept_groups` counts
-them). When `refill` is false, dropped rows are simply gone (PSR/NSR's batch subsetting, spec 2.3).
+them). When `refill` is false, dropped rows are simply gone (PSR/NSR's batch subsetting).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from rlvr.methods.aggregation import AggMode, AggScale, agg_loss
+from rlvr.methods.aggregation import AggMode, AggScale, SumNormDivisor, agg_loss
 from torch import Tensor
 
 __all__ = ["TokenBatch", "Method", "AUX_FIELDS", "count_kept_groups"]
@@ -100,14 +100,17 @@ class TokenBatch:
 class Method:
     """Base of every method config. Subclasses are frozen dataclasses registered with `methods.register`.
 
-    loss_agg_mode: verl's aggregation name (methods/aggregation.py).
-    microbatch_weighted: verl 0.2's per-micro-batch token-mean weighted by row share (spec 0.5); the
-        default is the global token-mean the spec recommends as canonical.
+    loss_agg_mode: verl's aggregation name (methods/aggregation.py, docs/methods/README.md).
+    microbatch_weighted: the per-micro-batch token-mean weighted by row share of verl 0.2/0.3 with dynamic
+        batch sizes (the NSR, CaSP and Lp-Reg code); off: the global token-mean of the mini-batch.
+    sum_norm_divisor: what `seq-mean-token-sum-norm` divides the masked total by: "seqs_t_pad" (verl 0.9.1:
+        the sequence count times t_pad) or "t_pad" (verl's main branch of January 2026: t_pad alone).
     """
 
     name: ClassVar[str] = ""
     loss_agg_mode: AggMode = "token-mean"
     microbatch_weighted: bool = False
+    sum_norm_divisor: SumNormDivisor = "seqs_t_pad"
 
     @property
     def requires(self) -> frozenset[str]:
@@ -132,7 +135,8 @@ class Method:
         return torch.ones(rewards.shape, dtype=torch.bool, device=rewards.device)
 
     def agg(self, loss: Tensor, batch: TokenBatch) -> Tensor:
-        return agg_loss(loss, batch.mask, self.loss_agg_mode, batch.agg_scale, self.microbatch_weighted)
+        return agg_loss(loss, batch.mask, self.loss_agg_mode, batch.agg_scale, self.microbatch_weighted,
+                        self.sum_norm_divisor)
 
 
 def count_kept_groups(keep: Tensor, group_ids: Tensor) -> int:

@@ -1,9 +1,10 @@
-"""BBG: Bayesian Boundary Gating (methods-spec section 5) -- a RECONSTRUCTION, there is no official code.
+"""BBG: Bayesian Boundary Gating (docs/methods/bbg.md) -- a RECONSTRUCTION, there is no official code.
 
 Paper: Yuan et al., "Understanding Diversity Collapse in RLVR via the Lens of Overtraining",
-arXiv 2606.15455v1. Code: none found [NF]. Only the paper's sec. 5.1 and appendix C were readable; the
+arXiv 2606.15455v1. Code: none found. Only the paper's sec. 5.1 and appendix C were readable; the
 utility formula (paper Eq. 8) comes from a third-party re-implementation [S] and was checked numerically;
-the gate form, the weights and the base loss are the spec's reconstruction (5.3) [S + I], each a flag.
+the gate form, the weights and the base loss are our reconstruction [S + I], each a flag. Tags: [S] a
+secondary source, [I] our inference (docs/methods/README.md); docs/methods/bbg.md has the details.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def boundary_utility(m, n, k):
     """u(m; n, k) = E_{p ~ Beta(m+1, n-m+1)}[k (1-p)^(k-1)] = k prod_{j=1}^{k-1} (n-m+j) / (n+1+j).
 
     The posterior mean, under a uniform Beta(1, 1) prior and m successes in n rollouts, of
-    d pass@k / dp: how much raising the per-sample success probability p still moves pass@k (spec 5.3).
+    d pass@k / dp: how much raising the per-sample success probability p still moves pass@k.
     Computed as k * Gamma(n-m+k) Gamma(n+2) / (Gamma(n-m+1) Gamma(n+k+1)) in log space.
     m, n: ints or integer tensors (broadcast); k: int >= 1. Returns a float, or a float64 tensor.
     """
@@ -47,8 +48,9 @@ def boundary_utility(m, n, k):
 @dataclass(frozen=True)
 class BBG(Method):
     """BBG: gate out problems whose boundary utility u(m; n, k_ref) is small, weight the rest by their
-    utility, train the kept groups with a base objective, refilling the batch with new prompts (spec 5.3).
-    No official code: every default is the spec's reconstruction [S/I], not a verified setting.
+    utility, train the kept groups with a base objective, refilling the batch with new prompts.
+    Paper: arXiv 2606.15455 (https://arxiv.org/abs/2606.15455); no official code. Every default is our
+    reconstruction [S/I], not a verified setting; docs/methods/bbg.md.
 
     k_ref: the pass@k the gate targets (third-party default 16 [S]).
     tau: gate threshold (third-party default 0.01 [S]).
@@ -63,7 +65,7 @@ class BBG(Method):
     With k_ref = 1 the utility is 1 for every m, nothing is gated and the weights are 1: BBG is its base.
     The posterior is per problem per step: m and n are the counts of this step's rollouts only, under a
     fresh Beta(1, 1) prior. Whether the paper instead keeps a running posterior across epochs is open
-    (spec 5.7 [NF]); no flag offers one.
+    (not found); no flag offers one.
     """
 
     k_ref: int = 16
@@ -85,7 +87,8 @@ class BBG(Method):
 
     def base_method(self) -> Method:
         common = dict(eps_low=self.eps_low, eps_high=self.eps_high, entropy_coef=self.entropy_coef,
-                      loss_agg_mode=self.loss_agg_mode, microbatch_weighted=self.microbatch_weighted)
+                      loss_agg_mode=self.loss_agg_mode, microbatch_weighted=self.microbatch_weighted,
+                      sum_norm_divisor=self.sum_norm_divisor)
         if self.base == "w_reinforce":
             return WReinforce(lam=self.lam, **common)
         return GRPO(kl_coef=0.0, **common)

@@ -1,4 +1,4 @@
-"""CaSP (= SimKO v1): candidate-aware support preservation (methods-spec section 4).
+"""CaSP (= SimKO v1): candidate-aware support preservation (docs/methods/casp.md).
 
 Paper: Peng et al., "Beyond the Sampled Token: Preserving Candidate Support in RLVR", arXiv 2510.14807v3
 (v1: "SimKO: Simple Pass@K Policy Optimization"). Code: github.com/CLR-Lab/SimKO @ 306f4ff4 (verl 0.2.0.dev):
@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from rlvr.methods import register
 from rlvr.methods.advantages import group_normalized, per_token
-from rlvr.methods.aggregation import masked_mean, ppo_clip_loss, ppo_ratio
+from rlvr.methods.aggregation import masked_mean, ppo_clip_terms, ppo_ratio
 from rlvr.methods.base import Method, TokenBatch
 from rlvr.methods.grpo import ppo_stats
 from torch import Tensor
@@ -35,29 +35,31 @@ def forking_tokens(entropy: Tensor, mask: Tensor, q: float) -> Tensor:
 @dataclass(frozen=True)
 class CaSP(Method):
     """CaSP: on forking (high-entropy) tokens, smooth the positive update over the top-N candidates and
-    penalise a sampled argmax harder on negative responses (spec 4.2-4.4). GRPO advantage, PPO clip, no KL,
-    no entropy bonus (the code's 0.001 bonus is on a detached entropy, so it has no gradient: spec 4.3).
+    penalise a sampled argmax harder on negative responses. GRPO advantage, PPO clip, no KL,
+    no entropy bonus (the code's 0.001 bonus is on a detached entropy, so it has no gradient).
+    docs/methods/casp.md lists every difference between the paper and the code.
     Defaults: the code and the paper's math setting (alpha 0.01, N 3, q 0.8, lambda_top1 1.1, eps 0.2).
+    Paper: arXiv 2510.14807 (https://arxiv.org/abs/2510.14807). Code: https://github.com/CLR-Lab/SimKO @ 306f4ff4.
 
     alpha: label-smoothing mass moved to the top-N candidates (logic 0.005, code 0.05, 32B also 0.05).
     top_n: N.
     entropy_quantile: q; forking tokens have entropy > the per-response q-quantile (`forking_tokens`).
     lambda_top1: factor on negative rows' forking tokens whose sampled token is the current argmax
         (code hard-codes 1.1; the logic runs used 1.05).
-    eps_low, eps_high, dual_clip_c: PPO clip on the mixed ratio (dual clip off: verl 0.2, spec 8).
+    eps_low, eps_high, dual_clip_c: PPO clip on the mixed ratio (dual clip off: verl 0.2 has none).
     candidates: "current" (code: the top-N ids and the argmax of the policy being updated) or "old"
-        (the old policy's top-N ids cached at old-log-prob time, spec 4.4's recommendation; the
+        (the old policy's top-N ids cached at old-log-prob time, so each ratio is a per-token ratio; the
         argmax is then the old one). They agree on the first mini-batch of a rollout batch.
     top1_penalty: "advantage" (code: A *= lambda_top1, scaling both PPO branches) or "ratio" (paper
-        Fig. 10: ratio *= lambda_top1 before clipping) (spec 4.9.2).
+        Fig. 10: ratio *= lambda_top1 before clipping).
     positive_rows: "reward" (code: rows with reward == 1) or "advantage" (paper pseudo-code: A > 0); the
-        same under GRPO advantages, where all-correct groups have A = 0 (spec 4.3).
-    norm_adv_by_std: GRPO's std normalisation (spec 0.2).
+        same under GRPO advantages, where all-correct groups have A = 0.
+    norm_adv_by_std: GRPO's std normalisation.
 
-    The code's rank pairing of current top-N log-probs with the old top-N log-probs (spec 4.3, 4.9.1) is
+    The code's rank pairing of current top-N log-probs with the old top-N log-probs is
     no flag: each auxiliary term sg(gamma) / sg(gamma_n) * gamma_n has value sg(gamma) and gradient
     sg(gamma) * grad log pi(v_n) whatever old log-prob gamma_n is divided by, so rank and id pairing
-    give the same loss and gradient (spec 8 measured < 1e-11; the code's +1e-8 in the denominator is
+    give the same loss and gradient (measured < 1e-11 on random inputs; the code's +1e-8 in the denominator is
     the only trace). The loss therefore uses exp(lp_n - sg(lp_n)) and needs no old top-N log-probs;
     tests/test_methods_casp.py checks this against the code's literal formula.
     """
@@ -115,9 +117,9 @@ class CaSP(Method):
             A = torch.where(top1, A * self.lambda_top1, A)
         else:
             ratio = torch.where(top1, ratio * self.lambda_top1, ratio)
-        tok, clipped = ppo_clip_loss(ratio, A, self.eps_low, self.eps_high, self.dual_clip_c)
+        tok, clipped, capped = ppo_clip_terms(ratio, A, self.eps_low, self.eps_high, self.dual_clip_c)
         loss = self.agg(tok, batch)
-        stats = ppo_stats(batch, gamma, clipped)
+        stats = ppo_stats(batch, gamma, clipped, capped)
         stats["casp/fork_frac"] = masked_mean(w.to(gamma.dtype), batch.mask)
         stats["casp/top1_penalised_frac"] = masked_mean(top1.to(gamma.dtype), batch.mask)
         stats["entropy"] = masked_mean(batch.entropy, batch.mask)

@@ -1,4 +1,4 @@
-"""GRPO and its common variants (Dr. GRPO, DAPO) as one config (methods-spec section 1)."""
+"""GRPO and its common variants (Dr. GRPO, DAPO) as one config (docs/methods/grpo.md)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ from dataclasses import dataclass
 import torch
 from rlvr.methods import register
 from rlvr.methods.advantages import group_normalized, per_token
-from rlvr.methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_loss, ppo_ratio
+from rlvr.methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_terms, ppo_ratio
 from rlvr.methods.base import Method, TokenBatch
 from torch import Tensor
 
 __all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats", "clipped_pg_loss", "with_entropy_bonus"]
 
 
-def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor) -> dict[str, float]:
-    """Stats every PPO-style loss logs: clip fraction, mean ratio, approx. KL to the old policy."""
+def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor, capped: Tensor | None = None) -> dict[str, float]:
+    """Stats every PPO-style loss logs: clip fraction, dual-clip fraction, mean ratio, approx. KL to the old
+    policy. As verl 0.9.1 logs them, `pg_clipfrac` counts the tokens whose clipped branch is active and
+    `pg_clipfrac_lower` those the dual clip caps (0 when there is no dual clip), apart."""
     m = batch.mask
     return {
         "pg_clipfrac": masked_mean(clipped.to(ratio.dtype), m),
+        "pg_clipfrac_lower": 0.0 if capped is None else masked_mean(capped.to(ratio.dtype), m),
         "ratio_mean": masked_mean(ratio, m),
         "ppo_kl": masked_mean(batch.old_logp - batch.logp, m),
         "adv_mean": masked_mean(batch.advantages, m),
@@ -29,9 +32,10 @@ def clipped_pg_loss(method: Method, batch: TokenBatch) -> tuple[Tensor, dict[str
     """The PPO clipped surrogate with `method`'s eps_low / eps_high / dual_clip_c, aggregated with its
     loss_agg_mode, and the stats every PPO-style loss logs (shared by GRPO and the NSR family)."""
     ratio = ppo_ratio(batch.logp, batch.old_logp)
-    tok, clipped = ppo_clip_loss(ratio, batch.advantages, method.eps_low, method.eps_high, method.dual_clip_c)
+    tok, clipped, capped = ppo_clip_terms(ratio, batch.advantages, method.eps_low, method.eps_high,
+                                          method.dual_clip_c)
     loss = method.agg(tok, batch)
-    stats = ppo_stats(batch, ratio, clipped)
+    stats = ppo_stats(batch, ratio, clipped, capped)
     stats["pg_loss"] = float(loss.detach())
     return loss, stats
 
@@ -53,21 +57,22 @@ def with_entropy_bonus(method: Method, batch: TokenBatch, loss: Tensor, stats: d
 class GRPO(Method):
     """GRPO: group-normalised outcome advantage, PPO clip, k3 KL to a reference, in the loss.
 
-    Paper: DeepSeekMath, arXiv 2402.03300 (sec. 4.1.2). Code: verl (volcengine/verl), `core_algos.py`
-    (`compute_grpo_outcome_advantage`, `compute_policy_loss`, `kl_penalty`, `agg_loss`).
+    Paper: DeepSeekMath, arXiv 2402.03300 (sec. 4.1.2). Code: verl (https://github.com/volcengine/verl),
+    `verl/trainer/ppo/core_algos.py` (`compute_grpo_outcome_advantage`, `compute_policy_loss_vanilla`,
+    `kl_penalty`, `agg_loss`). User documentation: docs/methods/grpo.md.
     Defaults are DeepSeekMath's main setting: beta 0.04, std normalisation, per-response mean then
-    group mean (`seq-mean-token-mean`); eps is not stated in the paper [NF], so verl's 0.2 is used.
+    group mean (`seq-mean-token-mean`); eps is not stated in the paper, so verl's 0.2 is used.
     Variants by override (module constants): `DAPO_OVERRIDES` (arXiv 2503.14476: clip-higher
     0.2/0.28, token-mean, dynamic sampling, overlong shaping, no KL) and `DR_GRPO_OVERRIDES`
     (arXiv 2503.20783: no std normalisation, `seq-mean-token-sum-norm`, no KL).
 
-    eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high] (spec 0.3).
-    dual_clip_c: verl's dual clip for A < 0 (spec 8: on at 3.0 in current verl, absent in verl 0.2).
-    norm_adv_by_std: divide by the unbiased group std + 1e-6 (False: Dr. GRPO) (spec 0.2).
-    kl_coef: beta of the k3 KL to the reference policy, clamped to [-10, 10] (spec 0.4); > 0 needs ref_logp.
+    eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high].
+    dual_clip_c: verl's dual clip for A < 0 (on at 3.0 in verl 0.9.1, absent in verl 0.2).
+    norm_adv_by_std: divide by the unbiased group std + 1e-6 (False: Dr. GRPO).
+    kl_coef: beta of the k3 KL to the reference policy, clamped to [-10, 10]; > 0 needs ref_logp.
     entropy_coef: subtract c * agg(entropy); the entropy keeps its gradient (RLVR-Decomposed's 0.001
-        baseline, spec 1.4 and 8); > 0 needs entropy.
-    dynamic_sampling: drop groups whose rewards are all equal and refill the batch (DAPO, spec 1.2).
+        baseline); > 0 needs entropy.
+    dynamic_sampling: drop groups whose rewards are all equal and refill the batch (DAPO).
     overlong_max_len, overlong_cache: DAPO's soft overlong penalty
         min(-(|y| - (max_len - cache)) / cache, 0) added to the reward before the group advantage,
         |y| = response tokens (mask sum); None turns it off.

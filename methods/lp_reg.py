@@ -1,8 +1,10 @@
-"""Lp-Reg: low-probability regularisation towards a min-p proxy of the policy (methods-spec section 3).
+"""Lp-Reg: low-probability regularisation towards a min-p proxy of the policy.
 
 Paper: Huang et al., "Low-probability Tokens Sustain Exploration in Reinforcement Learning with
-Verifiable Reward", arXiv 2510.03222. Code: github.com/CarlanLark/Lp-Reg-dev @ 33b27e27 (which its README
-says reproduces the paper): `core_algos.py::compute_policy_loss_lp_reg`, `dp_actor.py::apply_min_p`.
+Verifiable Reward", arXiv 2510.03222 (https://arxiv.org/abs/2510.03222). Code:
+https://github.com/CarlanLark/Lp-Reg-dev @ 33b27e27 (which its README says reproduces the paper):
+`verl/trainer/ppo/core_algos.py::compute_policy_loss_lp_reg`, `verl/workers/actor/dp_actor.py::apply_min_p`.
+User documentation: docs/methods/lp_reg.md.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ PROXY_FILL = -1e4
 
 @torch.no_grad()
 def minp_proxy_logprobs(logits: Tensor, tokens: Tensor, kappa: float, strict: bool = False) -> Tensor:
-    """Log-prob of `tokens` under the min-p proxy of softmax(logits) (spec 3.2-3.3).
+    """Log-prob of `tokens` under the min-p proxy of softmax(logits) (paper sec. 3, code `apply_min_p`).
 
     logits [..., V], tokens [...] -> [...]. Token v survives iff p_v >= kappa * max(p) (code; `strict`:
     the paper's >); the survivors are renormalised and the others get logit -1e4 (code), so a filtered
@@ -49,30 +51,47 @@ def minp_proxy_logprobs(logits: Tensor, tokens: Tensor, kappa: float, strict: bo
 @dataclass(frozen=True)
 class LpReg(Method):
     """Lp-Reg: GRPO advantage, ratio capped at U, plus beta * k3(proxy || pi) on the lowest-probability
-    negative-advantage tokens that the min-p proxy keeps (spec 3.3-3.4). Defaults: the code and the
-    Qwen3-14B-Base setting (rho 1%, kappa 0.02, beta 1, U 10, token-mean, no KL to a reference, no
-    entropy bonus, no dual clip: Lp-Reg-dev has it commented out).
+    negative-advantage tokens that the min-p proxy keeps. Paper: arXiv 2510.03222
+    (https://arxiv.org/abs/2510.03222). Code: https://github.com/CarlanLark/Lp-Reg-dev @ 33b27e27.
+    Defaults: the official code (Lp-Reg-dev) and its
+    Qwen3-14B-Base script (rho 1%, kappa 0.02, beta 1, U 10, token-mean, no KL to a reference, no entropy
+    bonus, no dual clip: Lp-Reg-dev has it commented out). docs/methods/lp_reg.md lists every difference
+    between the paper and the code.
 
     rho: fraction of tokens regularised (0.005 for Qwen2.5-32B).
     kappa: min-p threshold relative to the max probability (`minp_proxy_logprobs`).
     beta: coefficient of the k3 term (`ppo_kl_coef=1`); the term is clamped to [-10, 10] as in verl.
     ratio_max: U; the PPO clip is [1 - 1, 1 + (U - 1)] = [0, U].
-    minp_compare: ">=" (code) or ">" (paper) for the min-p filter (spec 3.9.4).
+    minp_compare: ">=" (code) or ">" (paper) for the min-p filter.
     percentile_scope: "negatives" (code: the k = max(1, floor(rho * n_neg)) lowest-logp tokens among the
-        negative-advantage tokens of the batch passed to `loss` (a micro-batch in the code, sized by tokens,
-        30,720 per GPU; `rlvr train` passes micro-batches of `micro_batch_size` rows), and nothing
-        at all unless k > 1) or "batch" (paper: the floor(rho * n) lowest among all n valid tokens of
-        the batch passed, then those with A < 0; pass the whole training batch for the paper's scope;
-        ranking by the detached current log-prob, equal to the sampling probability on-policy [I])
-        (spec 3.9.1).
+        negative-advantage tokens of the batch passed to `loss`, and nothing at all unless k > 1) or
+        "batch" (paper: the floor(rho * n) lowest among all n valid tokens of the batch passed, then
+        those with A < 0; ranked by the detached current log-prob, equal to the sampling probability
+        on-policy). Either way the scope is the batch `loss` is given: under `rlvr train` one
+        micro-batch. The code's micro-batches are token budgets (verl's dynamic batch size,
+        `ppo_max_token_len_per_gpu` 30,720 in its scripts: a handful of long responses), so set
+        `micro_batch_tokens` in the training config to size them the same way; `micro_batch_size`
+        (rows) gives a scope of a fixed number of responses instead, whatever their length. For the
+        paper's whole-batch scope, make one micro-batch hold the whole training batch.
     clip_form: "ppo_max" (code: max(-A r, -A clip(r, 0, U)), which never clips A < 0) or "paper"
-        (Eq. 6: -clip(r, 0, U) A for both signs) (spec 3.9.2).
-    norm_adv_by_std: GRPO's std normalisation of the advantage (on in the code, spec 0.2).
-    Both scopes keep a candidate only if its current log-prob is below its proxy log-prob (code, spec
-    3.3.3). The KL is the code's single-token k3 estimate, not the paper's full-distribution KL
-    (spec 3.9.3); the proxy is computed from the old policy at old-log-prob time (code,
-    `minp_old_log_prob=True`; the same distribution as the paper's at the on-policy step), from the
-    temperature-scaled logits (the code uses unscaled logits; both scripts sample at temperature 1).
+        (Eq. 6: -clip(r, 0, U) A for both signs). The same on-policy (r = 1); off-policy "paper" also stops
+        the gradient of negative tokens whose ratio exceeds U.
+    proxy_logits: "raw" (code: the min-p filter and the renormalisation use the old policy's logits
+        before the division by the sampling temperature) or "scaled" (the proxy of the temperature-scaled
+        policy that sampled the tokens, the distribution the paper writes). The same at temperature 1,
+        where both released scripts sample; at temperature T != 1 "raw" keeps a token iff
+        (p / max p)^T >= kappa for the sampling distribution p (more tokens when T < 1, fewer when
+        T > 1), and its proxy log-prob is of the unscaled distribution, while the log-prob it is
+        compared with stays the scaled one.
+    microbatch_weighted (default True here, the code's form): each micro-batch's token-mean times its
+        share of the mini-batch's rows (verl 0.3 with dynamic batch sizes), so a micro-batch of a few
+        long responses weighs as much per row as one of many short ones; False: one global token-mean
+        over the mini-batch, where every token weighs the same. The same with a single micro-batch.
+    norm_adv_by_std: GRPO's std normalisation of the advantage (on in the code).
+    Both scopes keep a candidate only if its current log-prob is below its proxy log-prob (code). The KL
+    is the code's single-token k3 estimate, not the paper's full-distribution KL; the proxy is computed
+    from the old policy at old-log-prob time (code, `minp_old_log_prob=True`; the same distribution as the
+    paper's at the on-policy step).
     """
 
     rho: float = 0.01
@@ -82,6 +101,8 @@ class LpReg(Method):
     minp_compare: Literal[">=", ">"] = ">="
     percentile_scope: Literal["negatives", "batch"] = "negatives"
     clip_form: Literal["ppo_max", "paper"] = "ppo_max"
+    proxy_logits: Literal["raw", "scaled"] = "raw"
+    microbatch_weighted: bool = True
     norm_adv_by_std: bool = True
 
     def __post_init__(self) -> None:
@@ -91,13 +112,17 @@ class LpReg(Method):
             raise ValueError(f"kappa must be in (0, 1], got {self.kappa}")
         if self.beta < 0 or self.ratio_max <= 1:
             raise ValueError(f"beta must be >= 0 and ratio_max > 1, got {self.beta}, {self.ratio_max}")
+        if self.microbatch_weighted and self.loss_agg_mode != "token-mean":
+            raise ValueError(f"microbatch_weighted (on by default for lp_reg) applies to loss_agg_mode "
+                             f"'token-mean' only; set microbatch_weighted: false for {self.loss_agg_mode!r}")
 
     @property
     def requires(self) -> frozenset[str]:
         return frozenset({"proxy_logp"})
 
     def stat_params(self) -> dict[str, float | int | bool]:
-        return {"minp_kappa": self.kappa, "minp_strict": self.minp_compare == ">"}
+        return {"minp_kappa": self.kappa, "minp_strict": self.minp_compare == ">",
+                "minp_raw": self.proxy_logits == "raw"}
 
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:
         return per_token(group_normalized(rewards, group_ids, self.norm_adv_by_std), mask)
@@ -133,7 +158,7 @@ class LpReg(Method):
         target = torch.where(sel, batch.proxy_logp, batch.logp.detach())
         kl = torch.where(sel, k3_kl(batch.logp, target), torch.zeros_like(tok))
         loss = self.agg(tok + self.beta * kl, batch)
-        stats = ppo_stats(batch, ratio, clipped)
+        stats = ppo_stats(batch, ratio, clipped)     # no dual clip: pg_clipfrac_lower is 0
         stats["lp_reg/reg_frac"] = masked_mean(sel.to(tok.dtype), batch.mask)
         stats["lp_reg/kl_mean"] = float(kl.detach().sum() / sel.sum().clamp_min(1))
         stats["loss"] = float(loss.detach())

@@ -1,4 +1,4 @@
-"""PSR, NSR and W-REINFORCE: REINFORCE split by the sign of the outcome (methods-spec section 2).
+"""PSR, NSR and W-REINFORCE: REINFORCE split by the sign of the outcome (docs/methods/nsr.md).
 
 Paper: Zhu et al., "The Surprising Effectiveness of Negative Reinforcement in LLM Reasoning",
 arXiv 2506.01347. Code: github.com/TianHongZXY/RLVR-Decomposed @ a5d4e7c1 (verl 0.2.0.dev):
@@ -22,17 +22,19 @@ __all__ = ["SignedReinforce", "PSR", "NSR", "WReinforce"]
 @dataclass(frozen=True)
 class SignedReinforce(Method):
     """Shared body of the three: per-row advantage from the {0, 1} reward, no baseline, no group
-    statistics, PPO clip, no KL and no reference model (spec 2.3, 2.4). Defaults follow the code.
+    statistics, PPO clip, no KL and no reference model. Defaults follow the code.
+    Paper: arXiv 2506.01347 (https://arxiv.org/abs/2506.01347). Code:
+    https://github.com/TianHongZXY/RLVR-Decomposed @ a5d4e7c1. User documentation: docs/methods/nsr.md.
 
     eps_low, eps_high: PPO clip, symmetric 0.2 in the code.
-    dual_clip_c: off; verl 0.2 has no dual clip (spec 8).
-    entropy_coef: 0.001, the code's config default, entropy with gradient (spec 8); the paper reportedly
-        says 1e-4 [S], unconfirmed (spec 2.9.1).
+    dual_clip_c: off; verl 0.2 has no dual clip.
+    entropy_coef: 0.001, the code's config default, entropy with gradient; the paper reportedly
+        says 1e-4 (a secondary source), unconfirmed.
     row_selection: "subset" (code: the trainer drops the rows the objective ignores, so they leave the
         token-mean denominator and PSR/NSR take fewer optimizer steps) or "mask" (keep every row with
         advantage 0: same step count, larger denominator; as with subset, those rows get no entropy
-        bonus either, so they contribute no gradient) (spec 2.9.3).
-    microbatch_weighted: the code's verl 0.2 per-micro-batch token-mean; off = global token-mean (spec 0.5).
+        bonus either, so they contribute no gradient).
+    microbatch_weighted: the code's verl 0.2 per-micro-batch token-mean; off = global token-mean.
     """
 
     eps_low: float = 0.2
@@ -74,7 +76,8 @@ class SignedReinforce(Method):
 @dataclass(frozen=True)
 class PSR(SignedReinforce):
     """PSR: positive-sample reinforcement; correct rows get advantage +1, wrong rows are dropped
-    ("subset") or get 0 ("mask"). See `SignedReinforce` for the flags (spec 2.3)."""
+    ("subset") or get 0 ("mask"). Paper: arXiv 2506.01347; code: https://github.com/TianHongZXY/RLVR-Decomposed;
+    the flags: docs/methods/nsr.md."""
 
     def row_advantages(self, rewards: Tensor) -> Tensor:
         return signed_reinforce(rewards, 1.0, 0.0)
@@ -91,7 +94,8 @@ class PSR(SignedReinforce):
 @dataclass(frozen=True)
 class NSR(SignedReinforce):
     """NSR: negative-sample reinforcement; wrong rows get advantage -1, correct rows are dropped
-    ("subset") or get 0 ("mask"), so they never contribute a gradient. See `SignedReinforce` (spec 2.3)."""
+    ("subset") or get 0 ("mask"), so they never contribute a gradient. Paper: arXiv 2506.01347; code:
+    https://github.com/TianHongZXY/RLVR-Decomposed; the flags: docs/methods/nsr.md."""
 
     def row_advantages(self, rewards: Tensor) -> Tensor:
         return signed_reinforce(rewards, 0.0, -1.0)
@@ -110,7 +114,8 @@ class WReinforce(SignedReinforce):
     """W-REINFORCE: every row kept; advantage +lam if correct, -1 if wrong (paper Eq. 9, code
     `advantage=weighted`).
     lam: 0.1, the README's recommended value; lam = 1 is REINFORCE, 0 is NSR.
-    See `SignedReinforce` for the other flags (row_selection has no effect: no row is dropped)."""
+    Paper: arXiv 2506.01347; code: https://github.com/TianHongZXY/RLVR-Decomposed; the other flags:
+    docs/methods/nsr.md (row_selection has no effect: no row is dropped)."""
 
     lam: float = 0.1
 

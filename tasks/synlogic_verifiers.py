@@ -591,7 +591,7 @@ object_properties = object_counting
 def operation(rec: SynLogicRecord, answer: str) -> bool:
     from math_verify import parse, verify  # the official rule is math-verify's equivalence
 
-    # gold first: math-verify's `verify` is asymmetric (anchors.md 4.9)
+    # gold first: math-verify's `verify` is asymmetric (math-verify's README: gold first)
     return bool(verify(parse(str(rec.answer)), parse(answer)))
 
 

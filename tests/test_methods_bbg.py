@@ -1,4 +1,4 @@
-"""BBG (spec 5, a reconstruction): the boundary utility, the gate, and the k = 1 limit."""
+"""BBG (docs/methods/bbg.md, a reconstruction): the boundary utility, the gate, and the k = 1 limit."""
 
 import math
 
@@ -15,8 +15,8 @@ from rlvr import methods
 
 
 @pytest.mark.parametrize("m, n, k, want, tol", [
-    (0, 8, 256, 8.727273, 1e-6), (1, 8, 16, 2.086957, 1e-6), (2, 8, 16, 0.664032, 1e-6),   # spec 7
-    (0, 8, 4, 3.0, 1e-12), (3, 8, 4, 1.0182, 1e-4), (8, 8, 4, 0.0182, 1e-4),                # spec 5.3 table
+    (0, 8, 256, 8.727273, 1e-6), (1, 8, 16, 2.086957, 1e-6), (2, 8, 16, 0.664032, 1e-6),   # hand-computed from the closed form
+    (0, 8, 4, 3.0, 1e-12), (3, 8, 4, 1.0182, 1e-4), (8, 8, 4, 0.0182, 1e-4),                # the n = 8 utility table of docs/methods/bbg.md
     (1, 8, 64, 0.9014, 1e-4), (3, 8, 16, 0.1897, 1e-4), (1, 8, 256, 0.2655, 1e-4), (2, 8, 256, 0.0071, 1e-4),
 ])
 def test_utility_table(m, n, k, want, tol):
@@ -53,7 +53,7 @@ def test_tensor_input_matches_scalar_and_bad_input_raises():
 
 
 def test_pass_at_k_worked_number():
-    # spec 0.6 / 7; pass@k is the metric the utility targets
+    # pass@k is the metric the utility targets
     assert pass_at_k(16, 2, 8) == pytest.approx(0.766667, abs=1e-6)
 
 

@@ -1,4 +1,4 @@
-"""CaSP (spec 4): the logit-gradient direction of spec 7, the GRPO limit, the code's literal formula."""
+"""CaSP (docs/methods/casp.md): the logit-gradient direction worked by hand, the GRPO limit, the code's literal formula."""
 
 import pytest
 import torch
@@ -115,7 +115,7 @@ def test_alpha_changes_the_gradient_not_the_value():
 def test_matches_the_codes_literal_rank_paired_formula():
     # SimKO: gamma_n = exp(current top-n log-prob - old n-th largest log-prob), paired by rank, and
     # mix = sum_n sg(gamma) / sg(gamma_n) * gamma_n; here the old top-N log-probs are perturbed (as on a
-    # later mini-batch); the loss and gradient must not depend on them (spec 8: < 1e-11)
+    # later mini-batch); the loss and gradient must not depend on them (measured < 1e-11)
     z, b, g = random_batch(seed=2)
     m = methods.build("casp", {"alpha": 0.05})
     ours = value_and_grad(m, z, b)

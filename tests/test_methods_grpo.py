@@ -1,4 +1,4 @@
-"""GRPO (and Dr. GRPO / DAPO by override): advantages per spec 0.2, loss per spec 1.3."""
+"""GRPO (and Dr. GRPO / DAPO by override): advantages as verl, loss as docs/methods/grpo.md."""
 
 import math
 

@@ -1,9 +1,10 @@
-"""Lp-Reg (spec 3): the min-p proxy, the regularised-token selection, the code-vs-paper flags."""
+"""Lp-Reg (docs/methods/lp_reg.md): the min-p proxy, the regularised-token selection, the code-vs-paper flags."""
 
 import math
 
 import pytest
 import torch
+from rlvr.methods.aggregation import AggScale
 from rlvr.methods.base import TokenBatch
 from rlvr.methods.lp_reg import PROXY_FILL, minp_proxy_logprobs
 
@@ -13,7 +14,7 @@ P = torch.tensor([0.6, 0.25, 0.1, 0.03, 0.011, 0.009], dtype=torch.float64)
 
 
 def test_proxy_worked_numbers_from_the_spec():
-    # spec 7: kappa 0.02, threshold 0.012: the first four survive and are renormalised
+    # worked by hand: kappa 0.02, threshold 0.012: the first four survive and are renormalised
     logits = (P.log() + 1.7).expand(6, 6)
     got = minp_proxy_logprobs(logits, torch.arange(6), 0.02)
     torch.testing.assert_close(got[:4].exp(), torch.tensor([0.61224, 0.25510, 0.10204, 0.03061], dtype=torch.float64),
@@ -67,7 +68,7 @@ def test_beta_zero_is_the_base_loss(on_policy):
 
 
 def test_scripts_rho_never_regularises_a_small_batch():
-    # spec 8: k = floor(0.01 * n_neg) must exceed 1, i.e. at least 200 negative tokens
+    # the code: k = floor(0.01 * n_neg) must exceed 1, i.e. at least 200 negative tokens
     b = make_batch()
     assert int(((b.advantages < 0) & (b.mask > 0)).sum()) < 200
     got = loss_and_grad(methods.build("lp_reg"), b)
@@ -113,3 +114,31 @@ def test_clip_form_matters_only_for_negative_advantages_beyond_u():
     neg = (b.advantages < 0) & (b.mask > 0)
     assert torch.all(paper[neg] == 0) and torch.all(code[neg] > 0)
     torch.testing.assert_close(paper[~neg], code[~neg], rtol=0, atol=0)
+
+
+def test_default_weights_micro_batches_by_their_row_share_as_the_code():
+    """Lp-Reg-dev (verl 0.3, dynamic batch size) multiplies each micro-batch's token-mean by its share of the
+    mini-batch's rows; microbatch_weighted=False is one token-mean over the mini-batch."""
+    b = make_batch(seed=4)
+    scale = AggScale.of(b.mask)
+    parts = (b.rows(slice(0, 2)), b.rows(slice(2, 6)))
+    for p in parts:
+        p.agg_scale = scale
+    code, flat = methods.build("lp_reg", {"beta": 0.0}), methods.build("lp_reg", {"beta": 0.0, "microbatch_weighted": False})
+    assert code.microbatch_weighted and code.proxy_logits == "raw"
+    ratio = torch.exp(b.logp - b.old_logp).detach()          # on-policy: ratio 1, token loss -A
+    tok = -b.advantages * ratio
+    want_code = sum(float((tok[s] * b.mask[s]).sum() / b.mask[s].sum()) * (len(range(6)[s]) / 6)
+                    for s in (slice(0, 2), slice(2, 6)))
+    want_flat = float((tok * b.mask).sum() / b.mask.sum())
+    assert sum(code.loss(p)[0].item() for p in parts) == pytest.approx(want_code, rel=1e-12)
+    assert sum(flat.loss(p)[0].item() for p in parts) == pytest.approx(want_flat, rel=1e-12)
+    assert want_code != pytest.approx(want_flat, rel=1e-6)      # the split makes them differ here
+    # one micro-batch: the same loss
+    assert code.loss(b)[0].item() == pytest.approx(flat.loss(b)[0].item(), rel=1e-12)
+
+
+def test_microbatch_weighted_needs_token_mean():
+    with pytest.raises(ValueError, match="microbatch_weighted"):
+        methods.build("lp_reg", {"loss_agg_mode": "seq-mean-token-mean"})
+    assert methods.build("lp_reg", {"loss_agg_mode": "seq-mean-token-mean", "microbatch_weighted": False})

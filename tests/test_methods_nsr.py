@@ -1,4 +1,4 @@
-"""PSR / NSR / W-REINFORCE (spec 2.3): signed advantages, row selection, zero gradient from ignored rows."""
+"""PSR / NSR / W-REINFORCE (docs/methods/nsr.md): signed advantages, row selection, zero gradient from ignored rows."""
 
 import pytest
 import torch

@@ -22,7 +22,7 @@ def exact(n: int, c: int, k: int) -> Fraction:
 
 
 def test_worked_number_from_the_spec():
-    # methods-spec.md section 0.6: n=16, c=2, k=8 gives 0.76667
+    # 1 - C(14, 8) / C(16, 8) = 1 - 3003 / 12870 = 0.76667 for n=16, c=2, k=8
     assert pass_at_k(16, 2, 8) == pytest.approx(0.766666666, abs=1e-8)
 
 

@@ -20,7 +20,6 @@ from rlvr.harness.train.pretrain import PretrainConfig
 from tests.runfactory import bernoulli_outcomes, make_run
 
 REPRO = Path(__file__).resolve().parents[1] / "reproduce"
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "docs" / "methods-spec.md"
 RECIPES = ["bbg", "casp", "casp_code", "casp_logic", "lp_reg", "nsr"]
 
 
@@ -210,7 +209,7 @@ def ref_cell(name, table, label, task, k):
     return next(r for r in t["rows"] if r["label"] == label)["scores"][task].get(str(k))
 
 
-# (recipe, table, row, task, k, value in %) read off methods-spec.md by hand
+# (recipe, table, row, task, k, value in %) read off the papers' tables by hand
 CELLS = [
     ("nsr", "table1", "GRPO", "math", 1, 76.3), ("nsr", "table1", "NSR", "aime25", 256, 53.3),
     ("nsr", "table1", "Base", "amc23", 256, 100.0), ("nsr", "table1", "REINFORCE", "amc23", 1, None),
@@ -234,7 +233,7 @@ CELLS = [
 
 
 @pytest.mark.parametrize("name, table, label, task, k, value", CELLS)
-def test_published_cells_match_the_spec(name, table, label, task, k, value):
+def test_published_cells_match_the_papers(name, table, label, task, k, value):
     assert ref_cell(name, table, label, task, k) == value
 
 
@@ -255,64 +254,8 @@ def test_reference_files_parse_and_their_averages_agree(name):
                 mean = sum(s[k] for s in r["scores"].values()) / len(r["scores"])
                 if abs(mean - avg) > 0.06:
                     mismatches.append((t["id"], r["label"], k))
-    # the one inconsistency in the spec's transcription (recorded in the table's source and the README)
+    # the one inconsistency in the transcribed table (recorded in the table's source and the README)
     assert mismatches == ([("table1_llama32_3b", "GRPO", "1")] if name == "casp" else [])
-
-
-def _spec_tables() -> dict:
-    """Every transcribed table of methods-spec.md, parsed independently of reference.json."""
-    lines = SPEC.read_text().splitlines()
-
-    def table_after(marker, start=0):
-        i = next(j for j in range(start, len(lines)) if marker in lines[j])
-        j = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("|"))
-        rows = []
-        while j < len(lines) and lines[j].startswith("|"):
-            rows.append([c.strip().replace("**", "") for c in lines[j].strip().strip("|").split("|")])
-            j += 1
-        return rows[0], rows[2:], j
-
-    def nums(cell):
-        return [None if x.strip() == "?" else float(x) for x in re.split(r"[/ ]+", cell.strip())]
-
-    out = {}
-    _, rows, _ = table_after("### 2.8 Reported results")
-    out[("nsr", "table1")] = {r[0]: [nums(c) for c in r[1:]] for r in rows}
-    pos = 0
-    for key, marker in [("table1", "Table 1, Qwen2.5-Math-7B"), ("table1_qwen25_32b", "Table 1, Qwen2.5-32B"),
-                        ("table1_llama32_3b", "Table 1, Llama3.2-3B")]:
-        _, rows, pos = table_after(marker, pos)
-        out[("casp", key)] = {r[0]: [nums(c) for c in r[1:7]] for r in rows}
-    _, rows, _ = table_after("Table 2, Qwen2.5-7B")
-    out[("casp_logic", "table2")] = {r[0]: [nums(c) for c in r[1:]] for r in rows}
-    _, rows, _ = table_after("Table 3, DeepSeek-R1-Distill-Qwen-7B")
-    out[("casp_code", "table3")] = {r[0]: [nums(c) for c in r[1:]] for r in rows}
-    _, rows, _ = table_after("Table 7, Qwen2.5-Math-7B")
-    t7: dict = {}
-    for r in rows:
-        t7.setdefault(r[1], []).append([float(x) for x in r[2:]])
-    out[("casp", "table7")] = t7
-    _, rows, pos = table_after("Qwen2.5-32B-Base, 800 steps")
-    out[("lp_reg", "table1_qwen25_32b")] = {r[0]: [[float(c)] for c in r[1:6]] for r in rows}
-    _, rows, _ = table_after("Qwen3-14B-Base, 1,000 steps", pos)
-    out[("lp_reg", "table1")] = {r[0]: [[float(c)] for c in r[1:6]] for r in rows}
-    return out
-
-
-@pytest.mark.skipif(not SPEC.exists(), reason=f"the spec is not at {SPEC}")
-def test_every_transcribed_number_equals_the_spec():
-    rename = {"base": "Base", "W-REINFORCE (lambda=0.1)": "W-REINFORCE (lambda=0.1)"}
-    checked = 0
-    for (name, table), spec_rows in _spec_tables().items():
-        ref = json.loads((REPRO / name / "reference.json").read_text())
-        rows = {r["label"]: r for r in next(t for t in ref["tables"] if t["id"] == table)["rows"]}
-        assert [rename.get(label, label) for label in spec_rows] == list(rows), (name, table)
-        for label, cells in spec_rows.items():
-            scores = rows[rename.get(label, label)]["scores"]
-            ours = [[by_k[k] for k in sorted(by_k, key=int)] for by_k in scores.values()]
-            assert ours == cells, (name, table, label)
-            checked += sum(len(c) for c in cells)
-    assert checked == 564      # NSR 42, CaSP T1 132 + 60 + 72, T2 80, T3 12, T7 66, Lp-Reg 50 + 50
 
 
 # ---- matching runs to published rows -------------------------------------------------------------
@@ -487,7 +430,7 @@ def test_a_one_device_recipe_trains_evaluates_and_tabulates(tmp_path, tiny_model
 
 
 def test_lp_reg_on_verl_sizes_micro_batches_by_tokens(tmp_path, data_dir, empty_hf_cache):
-    """Lp-Reg's percentile runs per micro-batch, which its code sizes by tokens (spec 3.9.1): the recipe's
+    """Lp-Reg's percentile runs per micro-batch, which its code sizes by tokens (docs/methods/lp_reg.md): the recipe's
     verl configs turn on verl's dynamic batch size with the code's 30,720 tokens per GPU."""
     from rlvr.harness.backends.verl.launch import load
 

@@ -100,6 +100,21 @@ def test_proxy_matches_minp_on_the_full_logits_and_has_no_grad():
     assert not out["proxy_logp"].requires_grad
 
 
+@pytest.mark.parametrize("proxy_logits", ["raw", "scaled"])
+def test_lp_reg_proxy_is_built_from_the_logits_its_flag_names(proxy_logits):
+    """Lp-Reg-dev's apply_min_p filters the old logits before the division by the temperature ("raw", the
+    default); "scaled" filters the temperature-scaled ones. At temperature 0.5 the two differ."""
+    hidden, weight, tokens, _, _ = problem(seed=3)
+    method = methods.build("lp_reg", {"kappa": 0.05, "proxy_logits": proxy_logits})
+    with torch.no_grad():
+        got = old_pass_fields(method, hidden, weight, tokens, torch.ones(tokens.shape), temperature=0.5)
+    z = hidden.detach() @ weight.detach().T
+    raw, scaled = minp_proxy_logprobs(z, tokens, 0.05), minp_proxy_logprobs(z / 0.5, tokens, 0.05)
+    assert not torch.allclose(raw, scaled)
+    torch.testing.assert_close(got["proxy_logp"], raw if proxy_logits == "raw" else scaled, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got["old_logp"], torch.log_softmax(z / 0.5, -1).gather(-1, tokens[..., None])[..., 0])
+
+
 def test_float32_inputs_stay_close_to_float64():
     hidden, weight, tokens, _, _ = problem(seed=4)
     out32 = token_stats(hidden.detach().float().requires_grad_(), weight.detach().float(), tokens, entropy=True)

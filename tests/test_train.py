@@ -122,7 +122,8 @@ def test_tensorboard_logger_writes_the_step_metrics(tmp_path, tiny_model):
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     tags = events.Tags()["scalars"]
-    assert {"train/reward_mean", "train/entropy", "method/pg_clipfrac", "time/time_step_s"} <= set(tags)
+    assert {"train/reward_mean", "train/entropy", "method/pg_clipfrac", "method/pg_clipfrac_lower",
+            "time/time_step_s"} <= set(tags)
     logged = [json.loads(line)["reward_mean"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     scalars = events.Scalars("train/reward_mean")
     assert [e.step for e in scalars] == [1, 2]
@@ -170,6 +171,7 @@ def test_an_overlong_penalty_that_cannot_apply_is_noted(tmp_path, tiny_model, ca
     ({"loggers": ["jsonl", "mlflow"]}, "field 'loggers': unknown logger 'mlflow'"),
     ({"method": {"name": "grpo", "eps_lo": 0.1}}, "eps_lo"),
     ({"prompts_per_step": 0}, "prompts_per_step"),
+    ({"micro_batch_tokens": 0}, "field 'micro_batch_tokens': must be >= 1"),
 ])
 def test_config_errors_name_the_field(tmp_path, tiny_model, over, match):
     with pytest.raises(UserError, match=match):
@@ -216,3 +218,52 @@ def test_trainer_log_probs_match_a_plain_forward(tmp_path, tiny_model):
             want = logits[lp - 1:lp - 1 + n].gather(-1, seq[0, lp:, None]).squeeze(-1)
             assert torch.allclose(ours[b, :n], want, atol=1e-5)
             assert float(mask[b].sum()) == n
+
+
+def test_token_budget_split_packs_consecutive_rows_up_to_the_budget():
+    from rlvr.harness.train.trainer import token_budget_split
+
+    assert token_budget_split(list("abcdef"), [3, 4, 2, 9, 1, 1], 7) == [["a", "b"], ["c"], ["d"], ["e", "f"]]
+    assert token_budget_split([0, 1], [5, 5], 100) == [[0, 1]]
+    assert token_budget_split([], [], 3) == []
+
+
+def test_micro_batch_tokens_sizes_the_update_micro_batches_by_tokens(tmp_path, tiny_model, monkeypatch):
+    """With micro_batch_tokens each update micro-batch holds at most that many prompt + response tokens (a
+    longer row alone); the loss is normalised by the whole mini-batch either way, so GRPO's update is the
+    same as with row micro-batches."""
+    import torch
+    from rlvr.harness.train.trainer import Trainer, _Rollout
+    from rlvr.methods.grpo import GRPO
+
+    seen = []
+    real_loss = GRPO.loss
+
+    def recording_loss(self, batch):
+        seen.append(int(batch.mask.shape[0]))
+        return real_loss(self, batch)
+
+    monkeypatch.setattr(GRPO, "loss", recording_loss)
+    method = {"name": "grpo", "kl_coef": 0.0, "loss_agg_mode": "token-mean"}
+    by_rows = Trainer(config(tmp_path / "a", tiny_model, "grpo", method=method, micro_batch_size=16), progress=False)
+    by_tokens = Trainer(config(tmp_path / "b", tiny_model, "grpo", method=method, micro_batch_size=16,
+                               micro_batch_tokens=20), progress=False)
+    tok = by_rows.tok
+    rows = []
+    for i in range(8):
+        p = tok(f"Q: say {i}\nA:", add_special_tokens=False)["input_ids"]
+        r = tok(" 1" * (1 + i % 3), add_special_tokens=False)["input_ids"]
+        rows.append(_Rollout(None, None, i // 4, p, r, "stop", float(i % 2)))
+    lengths = [len(x.prompt_ids) + len(x.response_ids) for x in rows]
+    assert max(lengths) <= 20 < sum(lengths)
+    by_rows._update(0, rows)
+    assert seen == [8]
+    seen.clear()
+    by_tokens._update(0, rows)
+    assert len(seen) > 1 and sum(seen) == 8
+    parts = by_tokens._micro_batches(list(range(8)), rows)
+    assert [len(p) for p in parts] == seen and all(sum(lengths[i] for i in p) <= 20 for p in parts)
+    # the gradients of the step (Adam's first step turns float32 noise in near-zero gradients into lr-sized
+    # moves, so the parameters are not the thing to compare)
+    for a, b in zip(by_rows.model.parameters(), by_tokens.model.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)

@@ -57,6 +57,8 @@ VARIANTS = [(name, {}) for name in methods.available()] + [
     ("casp", {"top1_penalty": "ratio", "positive_rows": "advantage"}),
     ("lp_reg", {"percentile_scope": "batch", "clip_form": "paper", "rho": 0.3}),
     ("nsr", {"row_selection": "mask", "microbatch_weighted": True}),
+    ("grpo", {"kl_coef": 0.0, "loss_agg_mode": "seq-mean-token-sum-norm", "sum_norm_divisor": "t_pad"}),
+    ("lp_reg", {"proxy_logits": "scaled", "microbatch_weighted": False}),
 ]
 
 
@@ -134,27 +136,72 @@ def actor_config(loss_mode, agg_mode="token-mean", loss_scale_factor=None):
 
 
 @pytest.mark.parametrize("mode", AGG_MODES)
-def test_every_aggregation_mode_equals_verls_own(mode):
-    """Our agg_loss is verl's agg_loss of the same name (one rank, the whole mini-batch; every row has a
-    response token, as verl excludes empty rows from its own sequence count)."""
+@pytest.mark.parametrize("empty_row", [False, True])
+def test_every_aggregation_mode_equals_verls_own(mode, empty_row):
+    """Our agg_loss is verl's agg_loss of the same name (one rank, the whole mini-batch), also when a row
+    holds no response token: verl leaves it out of the sequence count, and so do we."""
     from rlvr.methods.aggregation import agg_loss
 
     g = torch.Generator().manual_seed(5)
     loss = torch.randn(8, 7, generator=g, dtype=torch.float64)
     mask = (torch.rand(8, 7, generator=g) < 0.7).to(torch.float64)
     mask[:, 0] = 1
+    if empty_row:
+        mask[3] = 0
     want = core_algos.agg_loss(loss, mask, mode, loss_scale_factor=7)
     tol = 1e-7 if mode == "seq-mean-token-mean" else 1e-12    # verl divides by (row count + 1e-8)
     torch.testing.assert_close(agg_loss(loss, mask, mode, AggScale.of(mask, t_pad=7)), want, rtol=tol, atol=tol)
+    torch.testing.assert_close(agg_loss(loss, mask, mode), core_algos.agg_loss(loss, mask, mode), rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("mode", AGG_MODES)
+def test_sum_norm_divisor_t_pad_is_verl_main_and_seqs_t_pad_is_verl_091():
+    """verl 0.9.1 divides seq-mean-token-sum-norm by the sequence count and loss_scale_factor; verl's main
+    branch of January 2026 divides the masked total by loss_scale_factor alone (verl 0.3.1's form)."""
+    from rlvr.methods.aggregation import agg_loss
+
+    g = torch.Generator().manual_seed(6)
+    loss = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    mask = (torch.rand(5, 6, generator=g) < 0.6).to(torch.float64)
+    mask[:, 0] = 1
+    scale = AggScale.of(mask, t_pad=9)
+    v091 = core_algos.agg_loss(loss, mask, "seq-mean-token-sum-norm", loss_scale_factor=9)
+    torch.testing.assert_close(agg_loss(loss, mask, "seq-mean-token-sum-norm", scale), v091, rtol=1e-12, atol=1e-12)
+    main = agg_loss(loss, mask, "seq-mean-token-sum-norm", scale, sum_norm_divisor="t_pad")
+    torch.testing.assert_close(main, (loss * mask).sum() / 9, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(main, v091 * 5, rtol=1e-12, atol=1e-12)   # the 0.9.1 form times the 5 sequences
+
+
+def test_clip_fractions_are_verls_pg_clipfrac_and_pg_clipfrac_lower(method_env):
+    """verl 0.9.1's vanilla PPO loss logs the clipped-branch fraction and the dual-clip fraction apart."""
+    method = method_env("grpo", {"kl_coef": 0.0, "loss_agg_mode": "token-mean", "eps_high": 0.28,
+                                 "dual_clip_c": 3.0})
+    b = random_batch(method, B=12, T=9, seed=4)
+    g = torch.Generator().manual_seed(8)
+    b["old_logp"] = (b["logp"] - 1.5 * torch.randn(b["logp"].shape, generator=g, dtype=b["logp"].dtype)).detach()
+    from verl.workers.config import FSDPActorConfig, PolicyLossConfig
+
+    cfg = FSDPActorConfig(strategy="fsdp", ppo_mini_batch_size=4, ppo_micro_batch_size_per_gpu=2, rollout_n=1,
+                          clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0,
+                          policy_loss=PolicyLossConfig(loss_mode="vanilla"))
+    loss, metrics = core_algos.compute_policy_loss_vanilla(b["old_logp"], b["logp"], b["advantages"], b["mask"],
+                                                           loss_agg_mode="token-mean", config=cfg)
+    ours, stats = method.loss(TokenBatch(**b))
+    torch.testing.assert_close(ours, loss, rtol=1e-12, atol=1e-12)
+    assert 0 < stats["pg_clipfrac_lower"] and 0 < stats["pg_clipfrac"]
+    # verl's masked_mean divides by (count + 1e-8)
+    assert stats["pg_clipfrac"] == pytest.approx(metrics["actor/pg_clipfrac"], rel=1e-9)
+    assert stats["pg_clipfrac_lower"] == pytest.approx(metrics["actor/pg_clipfrac_lower"], rel=1e-9)
+    assert stats["pg_clipfrac"] != pytest.approx(stats["pg_clipfrac"] + stats["pg_clipfrac_lower"], rel=1e-6)
+
+
+@pytest.mark.parametrize("mode, divisor", [(m, "seqs_t_pad") for m in AGG_MODES] + [("seq-mean-token-sum-norm", "t_pad")])
 @pytest.mark.parametrize("name", ["grpo", "nsr"])
-def test_data_parallel_micro_batches_sum_to_the_mini_batch_loss(mode, name, method_env):
+def test_data_parallel_micro_batches_sum_to_the_mini_batch_loss(mode, divisor, name, method_env):
     """verl splits a mini-batch over dp ranks and micro-batches, sums each rank's micro-batch losses
     and FSDP averages the ranks' gradients; with verl's global batch info that must equal our loss of
     the whole mini-batch (seq-mean-token-sum-norm with verl's loss_scale_factor as t_pad)."""
-    overrides = {"loss_agg_mode": mode, **({"kl_coef": 0.0} if name == "grpo" else {"row_selection": "mask"})}
+    overrides = {"loss_agg_mode": mode, "sum_norm_divisor": divisor,
+                 **({"kl_coef": 0.0} if name == "grpo" else {"row_selection": "mask"})}
     method = method_env(name, overrides)
     b = random_batch(method, B=8, T=6, seed=3)
     fn = core_algos.get_policy_loss_fn(verl_name(name))
@@ -330,10 +377,13 @@ def reference_fields(engine, prompts, resps, method, temperature):
     w = model.get_output_embeddings().weight
     p = method.stat_params()
     return token_stats(h, w, tokens, temperature=temperature, mask=mask, entropy=True,
-                       top_n=p.get("top_n", 0), minp_kappa=p.get("minp_kappa")), tokens, mask
+                       top_n=p.get("top_n", 0), minp_kappa=p.get("minp_kappa"),
+                       minp_raw=bool(p.get("minp_raw", False))), tokens, mask
 
 
-@pytest.mark.parametrize("name, overrides", [("lp_reg", {"rho": 0.5, "kappa": 0.3}), ("casp", {"alpha": 0.2}),
+@pytest.mark.parametrize("name, overrides", [("lp_reg", {"rho": 0.5, "kappa": 0.3}),
+                                             ("lp_reg", {"rho": 0.5, "kappa": 0.3, "proxy_logits": "scaled"}),
+                                             ("casp", {"alpha": 0.2}),
                                              ("grpo", {"kl_coef": 0.0, "entropy_coef": 0.05})])
 def test_patched_forward_and_loss_reproduce_our_trainer(name, overrides, tiny_engine, method_env):
     """The old-log-prob pass stores the proxy, the update pass computes top-N, the patched ppo_loss
@@ -458,6 +508,24 @@ def test_translated_launch_is_accepted_by_verls_config_loader(method_block, sect
     for raw in vs.overrides:
         key, value = raw.split("=")
         assert str(OmegaConf.select(conf, key)) == value
+
+
+def test_micro_batch_tokens_translates_to_verls_dynamic_batch_size(tmp_path):
+    from hydra import compose, initialize_config_module
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    cfg = from_dict(TrainConfig, {
+        "model": str(tmp_path / "model"), "out": str(tmp_path / "out"), "tasks": ["micro_arith"],
+        "method": {"name": "lp_reg"}, "prompts_per_step": 16, "rollouts_per_prompt": 8, "micro_batch_size": 4,
+        "micro_batch_tokens": 30720, "steps": 20, "sampling": {"max_new_tokens": 512}})
+    plan = launch.translate(cfg, launch.VerlSection(), str(tmp_path / "train.parquet"), str(tmp_path / "val.parquet"),
+                            n_train=1000, max_prompt_tokens=300, has_val_tasks=False)
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        conf = compose(config_name="ppo_trainer", overrides=plan.overrides)
+    validate_config(conf, use_reference_policy=need_reference_policy(conf), use_critic=need_critic(conf))
+    actor = conf.actor_rollout_ref.actor
+    assert actor.use_dynamic_bsz is True and actor.ppo_max_token_len_per_gpu == 30720
 
 
 def test_reward_function_loads_through_verls_loader():

@@ -13,7 +13,7 @@ for the whole batch -- in the backward pass too:
   alive in the backward; kept for comparison, benchmarks/bench_token_stats.py measures both).
 * impl="naive": the whole logits tensor at once; the reference for tests and benchmarks.
 
-Logits are divided by the sampling temperature before every statistic (methods-spec 0.1). The logits of
+Logits are divided by the sampling temperature before every statistic. The logits of
 a chunk are computed in the hidden states' dtype and upcast to at least float32 for the softmax.
 
 Which statistics a method needs and when (old-log-prob time vs the update) is decided by
@@ -145,7 +145,7 @@ def _chunk_fn(h, weight, y, g, temperature, entropy, top_n):
 def token_stats(hidden: Tensor, weight: Tensor, tokens: Tensor, *, temperature: float = 1.0,
                 mask: Tensor | None = None, entropy: bool = False, top_n: int = 0,
                 gather_ids: Tensor | None = None, minp_kappa: float | None = None, minp_strict: bool = False,
-                chunk_size: int | None = None, impl: Impl = "function") -> dict[str, Tensor]:
+                minp_raw: bool = False, chunk_size: int | None = None, impl: Impl = "function") -> dict[str, Tensor]:
     """Per-token statistics of softmax(hidden @ weight.T / temperature) without a [B, T, V] tensor.
 
     hidden [B, T, H] (the states that predict `tokens`, i.e. already shifted by one), weight [V, H],
@@ -157,7 +157,8 @@ def token_stats(hidden: Tensor, weight: Tensor, tokens: Tensor, *, temperature: 
       "topk_ids"    [B, T, N]  their ids
       "logp_at_ids" [B, T, K]  log-probs at gather_ids [B, T, K] (differentiable)
       "proxy_logp"  [B, T]     log-prob under the min-p proxy (rlvr.methods.lp_reg.minp_proxy_logprobs) if
-                               minp_kappa is given; never differentiable
+                               minp_kappa is given; never differentiable; built from the logits before
+                               the division by the temperature when minp_raw (Lp-Reg's code), else after
     """
     B, T, H = hidden.shape
     V = weight.shape[0]
@@ -185,7 +186,7 @@ def token_stats(hidden: Tensor, weight: Tensor, tokens: Tensor, *, temperature: 
     proxy = None
     if minp_kappa is not None:
         with torch.no_grad():
-            proxy = torch.cat([minp_proxy_logprobs(_logits(h2[s:s + chunk], weight, temperature),
+            proxy = torch.cat([minp_proxy_logprobs(_logits(h2[s:s + chunk], weight, 1.0 if minp_raw else temperature),
                                                    y[s:s + chunk], minp_kappa, minp_strict)
                                for s in range(0, h2.shape[0], chunk)] or [logp.detach()[:0]])
 
@@ -215,7 +216,8 @@ def old_pass_fields(method: Method, hidden: Tensor, weight: Tensor, tokens: Tens
     s = token_stats(hidden, weight, tokens, temperature=temperature, mask=mask,
                     top_n=p["top_n"] if "old_topk_ids" in req else 0,
                     minp_kappa=p["minp_kappa"] if "proxy_logp" in req else None,
-                    minp_strict=bool(p.get("minp_strict", False)), chunk_size=chunk_size)
+                    minp_strict=bool(p.get("minp_strict", False)), minp_raw=bool(p.get("minp_raw", False)),
+                    chunk_size=chunk_size)
     out = {"old_logp": s["logp"]}
     if "proxy_logp" in req:
         out["proxy_logp"] = s["proxy_logp"]

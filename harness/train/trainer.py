@@ -15,7 +15,8 @@ Per step:
      are normalised by the whole mini-batch (`AggScale`), so gradient accumulation gives the gradient
      of the unsplit mini-batch, for every method whose per-token loss does not depend on which rows
      share its batch. Lp-Reg's does: its percentile runs over the micro-batch, as in its code, so there
-     `micro_batch_size` is part of the method (the code's micro-batches hold about 30,720 tokens);
+     the micro-batch size is part of the method (the code's micro-batches are token budgets of 30,720
+     tokens: `micro_batch_tokens` sizes ours the same way);
   7. a JSON line of metrics (reward, solve rate, entropy, top-1 mass, lengths, the method's stats);
   8. checkpoints in Hugging Face format (with optimizer and trainer state: `rlvr train` resumes from
      the last one) and evaluations into run directories `OUT/eval/step_N`.
@@ -108,6 +109,9 @@ class TrainConfig:
     rollouts_per_prompt: int = 8
     mini_batch_size: int | None = None   # rows per optimizer step (default: all rows of the step)
     micro_batch_size: int = 8
+    # token budget of an update micro-batch (prompt + response tokens, verl's ppo_max_token_len_per_gpu with
+    # use_dynamic_bsz); None: micro-batches of micro_batch_size rows (which still sizes the no-grad passes)
+    micro_batch_tokens: int | None = None
     ppo_epochs: int = 1
     steps: int = 10
     max_refill_rounds: int = 4
@@ -133,6 +137,8 @@ class TrainConfig:
                 raise UserError(f"field '{name}': must be >= 1, got {getattr(self, name)}")
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise UserError(f"field 'mini_batch_size': must be >= 1, got {self.mini_batch_size}")
+        if self.micro_batch_tokens is not None and self.micro_batch_tokens < 1:
+            raise UserError(f"field 'micro_batch_tokens': must be >= 1 (or null), got {self.micro_batch_tokens}")
         if not isinstance(self.method, dict) or "name" not in self.method:
             raise UserError("field 'method': needs a 'name' (one of rlvr methods)")
         check_loggers(list(self.loggers))   # known, and their packages installed (a missing one stops us now)
@@ -596,8 +602,7 @@ class Trainer:
                 mini_idx = order[ms:ms + mini]
                 scale = AggScale.of(full_mask[mini_idx], t_pad=cfg.sampling.max_new_tokens)
                 self.opt.zero_grad(set_to_none=True)
-                for us in range(0, len(mini_idx), mb):
-                    idx = mini_idx[us:us + mb]
+                for idx in self._micro_batches(mini_idx, rows):
                     sub = [rows[i] for i in idx]
                     ids, attn, tokens, mask, pos = self._tensors(sub)
                     h = self._hidden(self.model, ids, attn, pos)
@@ -623,6 +628,15 @@ class Trainer:
         out.update({"entropy": ent_sum / max(tok_sum, 1), "top1_prob": top1_sum / max(tok_sum, 1),
                     "grad_norm": sum(grad_norms) / len(grad_norms), "lr": lr})
         return out
+
+    def _micro_batches(self, idx: list[int], rows: list[_Rollout]) -> list[list[int]]:
+        """The update micro-batches of a mini-batch's rows: micro_batch_size rows each, or with
+        micro_batch_tokens consecutive rows up to that many prompt + response tokens (`token_budget_split`)."""
+        if self.cfg.micro_batch_tokens is None:
+            mb = self.cfg.micro_batch_size
+            return [idx[s:s + mb] for s in range(0, len(idx), mb)]
+        lengths = [len(rows[i].prompt_ids) + len(rows[i].response_ids) for i in idx]
+        return token_budget_split(idx, lengths, self.cfg.micro_batch_tokens)
 
     def _lr(self, step: int) -> float:
         o = self.cfg.optimizer
@@ -679,6 +693,28 @@ class Trainer:
 # TrainConfig fields a resume may change: how long, what is evaluated and logged, and the machine side.
 RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "checkpoint_keep", "loggers", "project",
                                "workers", "verify_deadline_s", "label", "device"})
+
+
+def token_budget_split(items: list[Any], lengths: list[int], budget: int) -> list[list[Any]]:
+    """Cut `items` (in order) into consecutive micro-batches whose `lengths` sum to at most `budget`; an item
+    longer than the budget is a micro-batch of its own.
+
+    verl's dynamic batch size (`use_dynamic_bsz`, `ppo_max_token_len_per_gpu`), which Lp-Reg's official
+    runs use, also caps each micro-batch's tokens (counted without padding, as here) but first fixes the
+    number of micro-batches, ceil(total / budget), and balances the rows across them; this greedy cut keeps
+    the shuffled order instead, so its micro-batches hold about as many tokens, not the same rows.
+    Our trainer pads a micro-batch to its longest row, so its memory follows rows x longest, not the sum.
+    """
+    out: list[list[Any]] = []
+    used = 0
+    for item, n in zip(items, lengths, strict=True):
+        if out and used + n <= budget:
+            out[-1].append(item)
+            used += n
+        else:
+            out.append([item])
+            used = n
+    return out
 
 
 def _field_value(cfg: Any, dotted: str) -> Any:

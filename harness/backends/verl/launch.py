@@ -277,6 +277,9 @@ def translate(cfg: TrainConfig, vs: VerlSection, train_file: str, val_file: str,
     }
     if o.eps != 1e-8:
         ov[f"{A}.optim.override_optimizer_config"] = {"eps": o.eps}
+    if cfg.micro_batch_tokens is not None:      # token-budget micro-batches, as Lp-Reg's official runs
+        ov[f"{A}.use_dynamic_bsz"] = True
+        ov[f"{A}.ppo_max_token_len_per_gpu"] = cfg.micro_batch_tokens
     if "ref_logp" in req:
         ov["actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu"] = cfg.micro_batch_size
     if has_val_tasks:

@@ -131,7 +131,7 @@ def _topk_chunk(z: Tensor, temperature: Tensor, top_n: int) -> tuple[Tensor, Ten
 
 
 def logits_stats(logits: Tensor, temperature: Tensor, labels: Tensor, fields: frozenset[str], *, top_n: int = 0,
-                 minp_kappa: float | None = None, minp_strict: bool = False,
+                 minp_kappa: float | None = None, minp_strict: bool = False, minp_raw: bool = False,
                  chunk_size: int | None = None) -> dict[str, Tensor]:
     """Per-row statistics of softmax(logits / temperature), `chunk_size` rows at a time.
 
@@ -147,8 +147,8 @@ def logits_stats(logits: Tensor, temperature: Tensor, labels: Tensor, fields: fr
         z, t = logits[s:s + chunk], temperature[s:s + chunk]
         if "proxy_logp" in fields:
             with torch.no_grad():
-                out["proxy_logp"].append(minp_proxy_logprobs(_scaled(z, t), labels[s:s + chunk], minp_kappa,
-                                                             minp_strict))
+                src = z.float() if minp_raw else _scaled(z, t)    # Lp-Reg's code: the logits before / temperature
+                out["proxy_logp"].append(minp_proxy_logprobs(src, labels[s:s + chunk], minp_kappa, minp_strict))
         if "topk_logp" in fields or "topk_ids" in fields:
             if torch.is_grad_enabled() and z.requires_grad:
                 lp, ids = checkpoint(_topk_chunk, z, t, top_n, use_reentrant=False)
@@ -215,7 +215,8 @@ def _prepare_model_outputs(self, output, output_args, micro_batch, logits_proces
     use_rmpad = get(data=micro_batch, key="use_remove_padding", default=True)
     gather, parts = _logit_rows(self, output, output_args, micro_batch, use_rmpad)
     stats = [logits_stats(z, t, y, fields, top_n=int(params.get("top_n", 0)),
-                          minp_kappa=params.get("minp_kappa"), minp_strict=bool(params.get("minp_strict", False)))
+                          minp_kappa=params.get("minp_kappa"), minp_strict=bool(params.get("minp_strict", False)),
+                          minp_raw=bool(params.get("minp_raw", False)))
              for z, t, y in parts]
     offsets = micro_batch["input_ids"].offsets()
     for name in sorted(fields):

@@ -90,9 +90,12 @@ def agg_scale_from(config: Any, mask: Tensor) -> AggScale | None:
     tokens, seqs, factor = info.get("batch_num_tokens"), info.get("global_batch_size"), info.get("loss_scale_factor")
     if dp > 1 and (tokens is None or seqs is None):
         raise ValueError("rlvr loss: batch_num_tokens and global_batch_size are required when dp_size > 1")
-    return AggScale(tokens=float(tokens) / dp if tokens is not None else float(mask.sum()),
-                    seqs=seqs / dp if seqs is not None else int(mask.shape[0]),
-                    t_pad=factor if factor is not None else int(mask.shape[-1]))
+    local = AggScale.of(mask, t_pad=factor)
+    # verl's global_batch_size is the mini-batch's row count (ppo_mini_batch_size); without it verl counts the
+    # rows that hold a response token, as AggScale.of does
+    return AggScale(tokens=float(tokens) / dp if tokens is not None else local.tokens,
+                    seqs=seqs / dp if seqs is not None else local.seqs,
+                    t_pad=local.t_pad, rows=seqs / dp if seqs is not None else local.rows, dp=dp)
 
 
 def make_advantage_fn(name: str):
