@@ -104,22 +104,37 @@ def votes_of(task: str, domain: str, stats: dict) -> tuple[dict[str, tuple[int, 
         return None, NO_FINAL_ANSWER
     if not stats.get("answers_stored", True):
         return None, ANSWERS_NOT_STORED
-    keys: dict[tuple[str, str], object] = {}
-    out = {}
-    for pid, votes in stats.get("answers", {}).items():
-        classes: dict[object, int] = defaultdict(int)
-        correct = no_vote = 0
-        for v in votes:
-            if v is True:
-                correct += 1
-            elif v is None:
-                no_vote += 1
-            else:
-                if (pid, v) not in keys:
-                    keys[(pid, v)] = obj.answer_key(pid, v) if obj is not None else " ".join(v.split())
-                classes[keys[(pid, v)]] += 1
-        out[pid] = (correct, sorted(classes.values(), reverse=True), no_vote)
-    return out, None
+    return {pid: tally_votes(obj, pid, votes) for pid, votes in stats.get("answers", {}).items()}, None
+
+
+def tally_votes(task, problem_id: str, votes) -> tuple[int, list[int], int]:
+    """(correct, wrong class sizes in decreasing order, no-vote samples) of one problem from its samples'
+    votes: True (judged correct: one class), None (no extracted answer: no vote) or the extracted answer,
+    grouped by `task.answer_key` (whitespace-collapsed text for a task this installation does not know)."""
+    keys: dict[str, object] = {}
+    classes: dict[object, int] = defaultdict(int)
+    correct = no_vote = 0
+    for v in votes:
+        if v is True:
+            correct += 1
+        elif v is None:
+            no_vote += 1
+        else:
+            if v not in keys:
+                keys[v] = task.answer_key(problem_id, v) if task is not None else " ".join(v.split())
+            classes[keys[v]] += 1
+    return correct, sorted(classes.values(), reverse=True), no_vote
+
+
+def sample_vote(rec: dict):
+    """The vote of one judged sample record or verdict: True when correct, None without an extracted
+    answer, else the extracted answer."""
+    extracted = rec.get("extracted")
+    if rec.get("correct") is True or rec.get("outcome") == "correct":
+        return True
+    if rec.get("reason") == "no_answer" or not isinstance(extracted, str) or not extracted.strip():
+        return None
+    return extracted
 
 
 def mean_curve(per_problem: np.ndarray, ks: list[int], confidence: float, iterations: int, seed: int) -> dict:
@@ -228,7 +243,7 @@ def update_metrics(run: Run, **kwargs) -> dict:
     return metrics
 
 
-def _metrics_current(run: Run) -> bool:
+def metrics_current(run: Run) -> bool:
     mpath, spath = run.path / METRICS_FILE, run.samples_path
     return mpath.exists() and (not spath.exists() or mpath.stat().st_mtime >= spath.stat().st_mtime)
 
@@ -237,7 +252,7 @@ def run_tallies(run: Run) -> tuple[Counts, Errors]:
     """Per-problem (n, c) over judged samples and per-problem error counts of a run: from metrics.json
     when it is at least as new as the samples, otherwise from the samples themselves (an interrupted run
     has no up-to-date metrics)."""
-    if _metrics_current(run):
+    if metrics_current(run):
         mpath = run.path / METRICS_FILE
         metrics = run.read_metrics() or {}
         try:
