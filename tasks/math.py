@@ -26,6 +26,7 @@ import hashlib
 import math
 import re
 import threading
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,10 @@ def _half_unit(text: str) -> float | None:
     return 0.5 * 10.0 ** (int(m.group(3) or 0) - decimals)
 
 
+_PLAIN_NUMBER = re.compile(r"([+-]?)(\d+(?:\.\d+)?)")
+_PLAIN_FRACTION = re.compile(r"([+-]?)\\[dt]?frac\{(\d+)\}\{([1-9]\d*)\}")
+
+
 @functools.lru_cache(maxsize=65536)
 def vote_key(answer: str) -> str:
     """A canonical form of an extracted math answer for majority voting (`Task.answer_key`): answers
@@ -385,6 +390,12 @@ def vote_key(answer: str) -> str:
     (`\\sqrt{2}/2` and `1/\\sqrt{2}` share a value, so they share a key; two equal sets written in different
     orders may not): such answers then split their votes."""
     text = " ".join(answer.split())
+    plain = _PLAIN_NUMBER.fullmatch(text) or _PLAIN_FRACTION.fullmatch(text)
+    if plain is not None:   # most answers: the value without a parse (same key as the parse gives)
+        sign = -1 if plain.group(1) == "-" else 1
+        value = Fraction(plain.group(2)) / (Fraction(plain.group(3)) if plain.lastindex == 3 else 1)
+        if value.denominator and math.isfinite(float(value)):
+            return f"={sign * float(value) + 0.0:.12g}"
     try:
         base = base_value(answer)
         parsed = (base,) if base is not None else parse_answer(answer)

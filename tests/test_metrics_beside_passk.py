@@ -233,3 +233,22 @@ def test_reference_rows_may_hold_the_new_metrics(upgraded, tmp_path, capsys):
                             "--tasks", "micro_arith", "--format", "csv")
     row = {r["run"]: r for r in csv.DictReader(io.StringIO(text))}["paper [published]"]
     assert code == 0 and float(row["micro_arith maj@16"]) == 50.0 and float(row["micro_arith pass@1"]) == 40.0
+
+
+def test_math_vote_key_fast_path_agrees_with_the_parse(monkeypatch):
+    """Plain numbers and \\frac{a}{b} skip math-verify's parse (most answers): their keys equal the parsed ones."""
+    import re
+
+    from rlvr.tasks import math as m
+
+    cases = ["0.5", "\\frac{1}{2}", "\\dfrac{1}{2}", "-\\frac{3}{4}", "-0.75", "123", "0123", "1.50", "-0",
+             "3.14159265358979", "12345678901234567"]
+    fast = [m.vote_key(a) for a in cases]
+    m.vote_key.cache_clear()
+    never = re.compile(r"(?!x)x")
+    monkeypatch.setattr(m, "_PLAIN_NUMBER", never)
+    monkeypatch.setattr(m, "_PLAIN_FRACTION", never)
+    try:
+        assert [m.vote_key(a) for a in cases] == fast
+    finally:
+        m.vote_key.cache_clear()

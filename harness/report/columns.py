@@ -13,8 +13,7 @@ import re
 
 import numpy as np
 from rlvr.harness.errors import UserError
-from rlvr.harness.report.metrics import (NO_FINAL_ANSWER, compute_metrics, judged, maj_matrix,
-                                         metrics_current)
+from rlvr.harness.report.metrics import NO_FINAL_ANSWER, compute_metrics, judged, maj_matrix, metrics_current
 from rlvr.harness.report.voting import g_pass_table
 from rlvr.harness.runs.store import Run
 
