@@ -503,13 +503,19 @@ def _cmd_metrics(a: argparse.Namespace) -> int:
             top = maj["ks"][-1] if maj else None
             print(f"{run.path}: {task}: avg@n {_pct(m.get('avg', {}).get('mean'))}, "
                   + (f"maj@{top} {_pct(maj['mean'][-1])}" if maj else f"maj@k {m.get('maj_note', 'n/a')}")
-                  + f", no-answer {_pct(m['no_answer_rate'])}, truncated {_pct(m['truncation_rate'])}")
+                  + f", no-answer {_pct(m['no_answer_rate'])}, truncated {_pct(m['truncation_rate'])}, "
+                  f"mean tokens correct {_num(m.get('mean_tokens_correct'))} / incorrect "
+                  f"{_num(m.get('mean_tokens_incorrect'))}")
         print(run.path / "metrics.json")
     return 0
 
 
 def _pct(v) -> str:
     return "unknown" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
 
 
 # ---- plumbing ----------------------------------------------------------------------------------

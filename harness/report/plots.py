@@ -89,7 +89,7 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
         unverified = sum(sum(e.get(task, {}).values()) for _, e in tallies)
         ax.set_title(f"{task} ({size} problems)" + (f"\n{unverified} samples not verified (errors)"
                                                      if unverified else "")
-                     + ("\nno maj@k: no final answer" if maj and not any(v.get(task) for v in run_votes) else ""),
+                     + ("\nno maj@k (no final answer, or no stored answers)" if maj and not any(v.get(task) for v in run_votes) else ""),
                      fontsize=10)
         ax.set_xlabel("k")
         ax.set_ylabel("pass@k, maj@k dashed (%)" if maj else "pass@k (%)")
