@@ -34,6 +34,9 @@ def _setup_table(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN", help="run directories (rows)")
     p.add_argument("--k", help="comma-separated k values per cell (default: 1,256, with 256 lowered to "
                                "the largest power of two <= n when runs have fewer samples)")
+    p.add_argument("--metrics", metavar="LIST",
+                   help="comma-separated cell metrics instead of --k: pass@K, avg@n, maj@K, gpass@K/TAU, mgpass@K, "
+                        "no-answer, truncated (e.g. pass@1,pass@256,maj@16,avg@n; definitions: docs/metrics.md)")
     p.add_argument("--format", default="md", choices=["md", "latex", "csv"], help="output format (default: md)")
     p.add_argument("--reference", metavar="FILE", help="JSON file of published numbers, added as marked rows")
     p.add_argument("--tasks", type=_csv_list, help="comma-separated benchmark columns (default: all present)")
@@ -47,7 +50,15 @@ def _cmd_table(a: argparse.Namespace) -> int:
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.tables import parse_ks, table
 
-    text = table(a.runs, parse_ks(a.k) if a.k else None, a.format, a.reference, a.tasks, a.allow_different_problems)
+    if a.k and a.metrics:
+        raise UserError("--k and --metrics both choose the cells: give one (pass@K is a --metrics entry)")
+    if a.metrics:
+        from rlvr.harness.report.columns import parse_columns
+
+        cells = parse_columns(a.metrics)
+    else:
+        cells = parse_ks(a.k) if a.k else None
+    text = table(a.runs, cells, a.format, a.reference, a.tasks, a.allow_different_problems)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     _emit(text, a.out)
@@ -65,6 +76,9 @@ def _setup_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", help="figure title")
     p.add_argument("--allow-different-problems", action="store_true",
                    help="plot runs that scored a benchmark on different problem sets")
+    p.add_argument("--maj", action="store_true",
+                   help="also draw each run's maj@k curve (dashed) beside its pass@k curve; tasks without a final "
+                        "answer (code) have none")
 
 
 @verb("plot", "pass@k curves per benchmark with bootstrap bands, one colour per run", _setup_plot)
@@ -73,7 +87,7 @@ def _cmd_plot(a: argparse.Namespace) -> int:
     from rlvr.harness.report.plots import plot_runs
 
     path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
-                     allow_different_problems=a.allow_different_problems)
+                     allow_different_problems=a.allow_different_problems, maj=a.maj)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     print(path)
@@ -93,6 +107,9 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correction", default="holm", choices=["holm", "none"],
                    help="multiple-testing correction over the (task, k) rows (default: holm)")
     p.add_argument("--k", help="comma-separated k values (default: 1, 2, 4, ... up to n)")
+    p.add_argument("--metric", default="pass@k", choices=["pass@k", "maj@k", "avg@n"],
+                   help="what is compared per problem (default: pass@k); maj@k at the same k values, avg@n (the "
+                        "mean accuracy of all n samples, one row per task)")
     p.add_argument("--tasks", type=_csv_list, help="comma-separated benchmarks (default: all shared)")
     p.add_argument("--max-error-rate", type=float, default=0.0, metavar="FRACTION",
                    help="fail (exit 1) when more than this fraction of either run's samples could not be verified "
@@ -109,7 +126,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     if not 0 <= a.max_error_rate <= 1:
         raise UserError(f"--max-error-rate must be in [0, 1], got {a.max_error_rate}")
     res = compare_runs(a.baseline, a.candidate, a.tolerance, a.alpha, a.iterations, a.seed,
-                       parse_ks(a.k) if a.k else None, a.tasks, a.correction)
+                       parse_ks(a.k) if a.k else None, a.tasks, a.correction, metric=a.metric)
     for note in incomplete_notes([a.baseline, a.candidate]):
         print(note, file=sys.stderr)
     over = [(path, rate) for path, rate in res.error_rates.items() if rate > a.max_error_rate]
@@ -126,34 +143,9 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     if res.regressions:
         worst = min(res.regressions, key=lambda r: r.diff)
         print(f"\nREGRESSION: {len(res.regressions)} (task, k) cells dropped by more than {a.tolerance:g} "
-              f"points (worst: {worst.task} pass@{worst.k} {100 * worst.diff:+.2f})")
+              f"points (worst: {worst.task} {worst.name} {100 * worst.diff:+.2f})")
         return 1
     print("\nno regression")
-    return 0
-
-
-# ---- metrics -----------------------------------------------------------------------------------
-
-def _setup_metrics(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--iterations", type=int, default=1000, help="bootstrap iterations (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-
-
-@verb("metrics", "recompute a run's metrics.json (pass@k curves) from its samples", _setup_metrics)
-def _cmd_metrics(a: argparse.Namespace) -> int:
-    from rlvr.harness.report.metrics import update_metrics
-    from rlvr.harness.runs.store import Run
-
-    m = update_metrics(Run.open(a.run), iterations=a.iterations, seed=a.seed)
-    for t, tm in m["tasks"].items():
-        curve = tm["curve"]
-        errors = f", {tm['errors']} samples not verified (errors)" if tm.get("errors") else ""
-        if curve is None:
-            print(f"{t}: {len(tm['problems'])} problems, no judged sample{errors}")
-            continue
-        print(f"{t}: {curve['problems']} problems, n={tm['n_min']}{errors}"
-              + "".join(f"  pass@{k}={100 * v:.1f}" for k, v in zip(curve["ks"], curve["mean"], strict=True)))
     return 0
 
 
@@ -457,6 +449,55 @@ def _cmd_export_lm_eval(a: argparse.Namespace) -> int:
     for path in export_lm_eval(cfg):
         print(path)
     return 0
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+def _setup_metrics(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each needs its samples.jsonl)")
+    p.add_argument("--iterations", type=int, default=1000, help="bootstrap iterations for the intervals (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+
+
+@verb("metrics", "recompute metrics.json of existing runs from their samples (pass@k, avg@n, maj@k, G-Pass@k, "
+                 "no-answer and truncation rates); samples.jsonl is only read", _setup_metrics)
+def _cmd_metrics(a: argparse.Namespace) -> int:
+    from rlvr.harness.report.metrics import check_bootstrap_args, update_metrics
+    from rlvr.harness.runs.store import Run
+
+    check_bootstrap_args(a.iterations, a.seed)
+    runs = [Run.open(p) for p in a.runs]
+    for run in runs:     # every run is checked before any metrics.json is written
+        if not run.samples_path.exists():
+            raise UserError(f"{run.path}: no samples.jsonl, so its metrics cannot be recomputed (a run kept "
+                            f"without samples, like results/micro, needs its command run again)")
+    for run in runs:
+        metrics = update_metrics(run, iterations=a.iterations, seed=a.seed)
+        for task, m in metrics["tasks"].items():
+            curve = m["curve"]
+            errors = f", {m['errors']} samples not verified (errors)" if m.get("errors") else ""
+            if curve is None:
+                print(f"{run.path}: {task}: {len(m['problems'])} problems, no judged sample{errors}")
+                continue
+            print(f"{run.path}: {task}: {curve['problems']} problems, n={m['n_min']}{errors}"
+                  + "".join(f"  pass@{k}={100 * v:.1f}" for k, v in zip(curve["ks"], curve["mean"], strict=True)))
+            maj = m.get("maj")
+            top = maj["ks"][-1] if maj else None
+            print(f"{run.path}: {task}: avg@n {_pct(m.get('avg', {}).get('mean'))}, "
+                  + (f"maj@{top} {_pct(maj['mean'][-1])}" if maj else f"maj@k {m.get('maj_note', 'n/a')}")
+                  + f", no-answer {_pct(m['no_answer_rate'])}, truncated {_pct(m['truncation_rate'])}, "
+                  f"mean tokens correct {_num(m.get('mean_tokens_correct'))} / incorrect "
+                  f"{_num(m.get('mean_tokens_incorrect'))}")
+        print(run.path / "metrics.json")
+    return 0
+
+
+def _pct(v) -> str:
+    return "unknown" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
 
 
 # ---- plumbing ----------------------------------------------------------------------------------

@@ -128,6 +128,19 @@ class Task:
         """
         raise NotImplementedError
 
+    @property
+    def final_answer(self) -> bool:
+        """Whether the task's output is a final answer that samples can vote on (maj@k). A code task's
+        output is a program: two programs are not one vote because their text is equal or different."""
+        return self.domain != "code"
+
+    def answer_key(self, problem_id: str, extracted: str) -> str:
+        """The vote an extracted answer (a verdict's `extracted`) casts in majority voting (maj@k): two
+        answers with the same key are one answer. It follows the task's own equivalence as far as a key
+        can; the default is the answer with its whitespace collapsed. Runs in the parent process, on the
+        stored answers of a run (no problem data), so it must be cheap and pure."""
+        return " ".join(extracted.split())
+
     def preflight(self) -> None:
         """Check that this task's verifier can run on this machine, before any sample is drawn; raise a
         one-line `rlvr.tasks.errors.UserError` saying what is wrong and what to install or set. Default:

@@ -233,6 +233,11 @@ class BBH(Task):
             return extract_fewshot_answer(completion)
         return extract_bbh_answer(completion)
 
+    def answer_key(self, problem_id: str, extracted: str) -> str:
+        """The comparison key of `answers_match` for the problem's subtask (ids are `SUBTASK-INDEX`)."""
+        key = normalize(answer_kind(str(problem_id).rsplit("-", 1)[0]), extracted)
+        return " ".join(key) if isinstance(key, list) else key
+
     def check(self, problem: Problem, extracted: str) -> Verdict:
         ok = answers_match(problem.meta["subtask"], str(problem.answer), extracted)
         return Verdict(ok, 1.0 if ok else 0.0, extracted, "ok" if ok else "mismatch")

@@ -26,6 +26,7 @@ import hashlib
 import math
 import re
 import threading
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,44 @@ def _half_unit(text: str) -> float | None:
     return 0.5 * 10.0 ** (int(m.group(3) or 0) - decimals)
 
 
+_PLAIN_NUMBER = re.compile(r"([+-]?)(\d+(?:\.\d+)?)")
+_PLAIN_FRACTION = re.compile(r"([+-]?)\\[dt]?frac\{(\d+)\}\{([1-9]\d*)\}")
+
+
+@functools.lru_cache(maxsize=65536)
+def vote_key(answer: str) -> str:
+    """A canonical form of an extracted math answer for majority voting (`Task.answer_key`): answers
+    with the same key are one vote.
+
+    Read as `answers_match` reads them: a numeral in a stated base by its value (`1011_2` and `11` are one
+    answer), else math-verify's parse. A plain real number is keyed by its value to 12 significant digits
+    (`0.5`, `1/2` and `\\frac{1}{2}` are one answer), any other parsed expression by sympy's canonical
+    printing of it (`x^2+1` and `1+x^2` are one answer). Answers math-verify cannot parse are keyed by their
+    text with whitespace collapsed. The key is an equivalence (it is transitive), slightly coarser than
+    nothing and finer than math-verify's pairwise `verify`, which may hold two answers equal whose keys differ
+    (`\\sqrt{2}/2` and `1/\\sqrt{2}` share a value, so they share a key; two equal sets written in different
+    orders may not): such answers then split their votes."""
+    text = " ".join(answer.split())
+    plain = _PLAIN_NUMBER.fullmatch(text) or _PLAIN_FRACTION.fullmatch(text)
+    if plain is not None:   # most answers: the value without a parse (same key as the parse gives)
+        sign = -1 if plain.group(1) == "-" else 1
+        value = Fraction(plain.group(2)) / (Fraction(plain.group(3)) if plain.lastindex == 3 else 1)
+        if value.denominator and math.isfinite(float(value)):
+            return f"={sign * float(value) + 0.0:.12g}"
+    try:
+        base = base_value(answer)
+        parsed = (base,) if base is not None else parse_answer(answer)
+        value = _real_value(parsed) if parsed else None
+        if value is not None:
+            return f"={value + 0.0:.12g}"
+        first = next((p for p in parsed if isinstance(p, sympy.Basic | sympy.MatrixBase)), None)
+        if first is not None:
+            return f"~{first}"
+    except (Exception, TimeoutException):    # an answer the parser chokes on votes as written
+        pass
+    return text
+
+
 def warm_up() -> None:
     """Run by verifier-pool workers before they take items: math-verify compiles its extraction regexes
     and sympy loads lazily on first use, which would otherwise be charged to the first item's deadline."""
@@ -532,6 +571,9 @@ class MathTask(Task):
     def extract(self, problem: Problem, completion: str) -> str | None:
         found = extract_candidates(completion, self.answer_mode, self.fallback)
         return None if found is None else encode(*found)
+
+    def answer_key(self, problem_id: str, extracted: str) -> str:
+        return vote_key(extracted)
 
     def check(self, problem: Problem, extracted: str) -> Verdict:
         rule, candidates = decode(extracted)

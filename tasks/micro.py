@@ -113,6 +113,11 @@ class MicroArith(MicroTask):
         found = extract_candidates(completion, "boxed")
         return found[1][0] if found else None
 
+    def answer_key(self, problem_id, extracted):
+        from rlvr.tasks.math import vote_key
+
+        return vote_key(extracted)
+
     def check(self, problem, extracted):
         from rlvr.tasks.math import answers_match
 

@@ -61,7 +61,9 @@ def test_all10_export_writes_one_task_per_benchmark_and_the_suite_groups(tmp_pat
         assert cfg["filter_list"] == [{"name": "rlvr", "filter": [
             {"function": "custom", "filter_fn": ("!function", "rlvr_lmeval.verify_samples")}]}]
         assert cfg["process_results"] == ("!function", "rlvr_lmeval.process_results")
-        assert [m["metric"] for m in cfg["metric_list"]] == ["pass@1", "pass@2", "pass@4", "pass@8", "pass@16"]
+        passk = ["pass@1", "pass@2", "pass@4", "pass@8", "pass@16"]
+        majk = [f"maj@{k}" for k in (1, 2, 4, 8, 16)] if task.domain != "code" else []
+        assert [m["metric"] for m in cfg["metric_list"]] == passk + ["avg@n"] + majk
         assert all(m["aggregation"] == "mean" and m["higher_is_better"] for m in cfg["metric_list"])
         assert cfg.get("unsafe_code", False) == (task.domain == "code")
         assert cfg["generation_kwargs"] == {"until": list(task.stop_strings(task.templates[0])), "max_gen_toks": 4096,
@@ -69,7 +71,10 @@ def test_all10_export_writes_one_task_per_benchmark_and_the_suite_groups(tmp_pat
     group = read_yaml(tmp_path / "rlvr_math6.yaml")
     assert group["task"] == [f"rlvr_{t}" for t in registry.SUITES["math6"]]
     assert {(a["metric"], tuple(a["filter_list"]), a["weight_by_size"]) for a in group["aggregate_metric_list"]} == \
-        {(f"pass@{k}", ("rlvr",), False) for k in (1, 2, 4, 8, 16)}
+        {(f"{m}@{k}", ("rlvr",), False) for k in (1, 2, 4, 8, 16) for m in ("pass", "maj")} | {("avg@n", ("rlvr",), False)}
+    # a group with a code task averages no maj@k (code has no final answer to vote on)
+    assert {a["metric"] for a in read_yaml(tmp_path / "rlvr_all10.yaml")["aggregate_metric_list"]} == \
+        {f"pass@{k}" for k in (1, 2, 4, 8, 16)} | {"avg@n"}
     assert read_yaml(tmp_path / "rlvr_all10.yaml")["task"] == [f"rlvr_{t}" for t in registry.SUITES["all10"]]
     helper = {}
     exec(compile((tmp_path / "rlvr_lmeval.py").read_text(), "rlvr_lmeval.py", "exec"), helper)
@@ -84,7 +89,7 @@ def test_cli_export_with_k_template_limit_and_no_group_for_a_partial_suite(tmp_p
     cfg = read_yaml(tmp_path / "rlvr_math500.yaml")
     assert cfg["dataset_kwargs"] == {"rlvr_task": "math500", "rlvr_template": "chat", "rlvr_limit": 5,
                                      "rlvr_data_dir": None, "rlvr_tokenizer": None}
-    assert [m["metric"] for m in cfg["metric_list"]] == ["pass@1", "pass@8"]
+    assert [m["metric"] for m in cfg["metric_list"]] == ["pass@1", "pass@8", "avg@n", "maj@1", "maj@8"]
     assert cfg["generation_kwargs"] == {"until": ["</s>"], "max_gen_toks": 4096, "do_sample": False, "temperature": 0.0}
     assert len(capsys.readouterr().out.splitlines()) == 3
 
@@ -151,9 +156,13 @@ def test_filter_verifies_every_sample_and_process_results_is_unbiased_pass_at_k(
     verdicts = verify_samples(resps, docs, workers=1)
     assert [[v["correct"] for v in vs] for vs in verdicts] == [[True, False, False, True], [False] * 4]
     assert verdicts[0][2]["reason"] == "no_answer" and verdicts[0][0]["extracted"] == problems[0].answer
+    # maj@k by hand for (right, wrong, no answer, right): k=1 -> 2/4; k=2 -> of the 6 pairs, RR and the two
+    # R+silent pairs win, the two R+W pairs tie (1/2 each), W+silent loses: 4/6; k=4 -> 2 votes against 1
     assert process_results(docs[0], [verdicts[0]], ks=(1, 2, 4)) == {
-        f"pass@{k}": pytest.approx(pass_at_k(4, 2, k), abs=0) for k in (1, 2, 4)}
-    assert process_results(docs[1], [verdicts[1]], ks=(1, 4)) == {"pass@1": 0.0, "pass@4": 0.0}
+        **{f"pass@{k}": pytest.approx(pass_at_k(4, 2, k), abs=0) for k in (1, 2, 4)}, "avg@n": 0.5,
+        "maj@1": pytest.approx(0.5), "maj@2": pytest.approx(4 / 6), "maj@4": pytest.approx(1.0)}
+    assert process_results(docs[1], [verdicts[1]], ks=(1, 4)) == {"pass@1": 0.0, "pass@4": 0.0, "avg@n": 0.0,
+                                                                  "maj@1": 0.0, "maj@4": 0.0}
     with pytest.raises(UserError, match="pass@8 needs at least 8 samples"):
         process_results(docs[0], [verdicts[0]], ks=(1, 8))
 
@@ -272,7 +281,10 @@ def lm_eval_run(tmp_path_factory, data_dir):
                                   task_manager=TaskManager(include_path=str(out / "export"), include_defaults=False),
                                   log_samples=True, confirm_run_unsafe_code=True, bootstrap_iters=0)
     replay = _replay_through_rlvr_eval(res["samples"], names, n, limit, out / "replay")
-    return {"results": res, "replay": replay, "lm": lm, "names": names, "n": n, "limit": limit}
+    from rlvr.harness.runs.store import Run
+
+    return {"results": res, "replay": replay, "lm": lm, "names": names, "n": n, "limit": limit,
+            "replay_metrics": Run.open(out / "replay").read_metrics()["tasks"]}
 
 
 def test_lm_eval_pass_at_k_equals_rlvr_eval_on_the_same_samples(lm_eval_run):
@@ -287,6 +299,20 @@ def test_lm_eval_pass_at_k_equals_rlvr_eval_on_the_same_samples(lm_eval_run):
     for name in ("micro_arith", "humaneval"):
         curve = [results[f"rlvr_{name}"][f"pass@{k},rlvr"] for k in (1, 2, 4, 8)]
         assert 0 < curve[0] < curve[1] <= curve[3] <= 1 and curve[0] < 1, (name, curve)
+
+
+def test_lm_eval_avg_and_maj_columns_equal_rlvr_eval_metrics(lm_eval_run):
+    """avg@n and maj@k in lm-eval's results are metrics.json's for the same samples; code tasks have no maj@k."""
+    results, metrics = lm_eval_run["results"]["results"], lm_eval_run["replay_metrics"]
+    for name in lm_eval_run["names"]:
+        m = metrics[name]
+        assert results[f"rlvr_{name}"]["avg@n,rlvr"] == pytest.approx(m["avg"]["mean"], rel=1e-12)
+        if name == "humaneval":
+            assert m["maj"] is None and not any(key.startswith("maj@") for key in results[f"rlvr_{name}"])
+            continue
+        for k, value in zip(m["maj"]["ks"], m["maj"]["mean"], strict=True):
+            assert results[f"rlvr_{name}"][f"maj@{k},rlvr"] == pytest.approx(value, rel=1e-12, abs=1e-15), (name, k)
+    assert 0 < results["rlvr_micro_arith"]["maj@8,rlvr"] < 1     # not vacuous
 
 
 def test_lm_eval_logs_our_prompts_all_samples_and_their_verdicts(lm_eval_run):

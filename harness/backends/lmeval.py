@@ -28,7 +28,9 @@ What lm-eval does with it, and why each piece is there (facts from the installed
   same verdicts `rlvr eval` records.
 - Metrics: `process_results` gets `[verdicts]` (one request per document) and returns the unbiased
   pass@k (`rlvr.harness.report.passk.pass_at_k`) for every exported k; `aggregation: mean` averages over problems,
-  which is the pass@k `rlvr eval` reports. The columns read `pass@k,rlvr` in lm-eval's results.
+  which is the pass@k `rlvr eval` reports. The columns read `pass@k,rlvr` in lm-eval's results; beside
+  them `avg@n,rlvr` (mean accuracy of the n samples) and, for tasks with a final answer (not code),
+  `maj@k,rlvr` (majority voting with the task's answer equivalence), as `rlvr eval`'s metrics.json has them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from typing import Any
 import yaml
 from rlvr.harness.errors import UserError
 from rlvr.harness.eval.evaluate import select_problems
+from rlvr.harness.report.metrics import sample_vote, tally_votes
 from rlvr.harness.report.passk import default_ks, pass_at_k
+from rlvr.harness.report.voting import maj_at_k
 from rlvr.harness.sample.engine import SamplingParams
 from rlvr.tasks.base import Problem
 
@@ -155,8 +159,8 @@ def task_config(cfg: ExportConfig, name: str) -> dict[str, Any]:
         "filter_list": [{"name": FILTER_NAME, "filter": [
             {"function": "custom", "filter_fn": _FunctionRef(f"{HELPER_MODULE}.verify_samples")}]}],
         "process_results": _FunctionRef(f"{HELPER_MODULE}.process_results"),
-        "metric_list": [{"metric": f"pass@{k}", "aggregation": "mean", "higher_is_better": True}
-                        for k in cfg.pass_ks],
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                        for m in result_columns(name, cfg.pass_ks)],
         "metadata": {"version": EXPORT_VERSION, "rlvr_harness_task": name, "template": template,
                      "n": cfg.n, "pass_ks": cfg.pass_ks, "lm_eval_version": LMEVAL_VERSION},
     }
@@ -169,11 +173,22 @@ def task_config(cfg: ExportConfig, name: str) -> dict[str, Any]:
     return doc
 
 
+def result_columns(name: str, ks: Sequence[int]) -> list[str]:
+    """The result columns of one exported task: pass@k for every k, avg@n (the mean accuracy of the n
+    samples), and maj@k for every k where the task has a final answer to vote on (not code tasks);
+    definitions in docs/metrics.md."""
+    cols = [f"pass@{k}" for k in ks] + ["avg@n"]
+    if task_registry.get(name).final_answer:
+        cols += [f"maj@{k}" for k in ks]
+    return cols
+
+
 def group_config(suite: str, members: Sequence[str], ks: Sequence[int]) -> dict[str, Any]:
     """A group over exported tasks: the unweighted mean over benchmarks, like `rlvr table`'s averages."""
+    shared = [m for m in result_columns(members[0], ks) if all(m in result_columns(t, ks) for t in members)]
     return {"group": TASK_PREFIX + suite, "task": [TASK_PREFIX + m for m in members],
-            "aggregate_metric_list": [{"metric": f"pass@{k}", "filter_list": [FILTER_NAME], "aggregation": "mean",
-                                       "weight_by_size": False} for k in ks],
+            "aggregate_metric_list": [{"metric": m, "filter_list": [FILTER_NAME], "aggregation": "mean",
+                                       "weight_by_size": False} for m in shared],
             "metadata": {"version": EXPORT_VERSION}}
 
 
@@ -205,7 +220,7 @@ def verify_samples(resps, docs):
 
 
 def process_results(doc, results):
-    """Unbiased pass@k of one problem from its verdicts; lm-eval averages it over problems."""
+    """pass@k, avg@n and maj@k of one problem from its verdicts; lm-eval averages them over problems."""
     return _rlvr.process_results(doc, results, ks=PASS_KS)
 '''
 
@@ -370,7 +385,8 @@ def verify_samples(resps: Sequence[Sequence[str]], docs: Sequence[dict], deadlin
 
 
 def process_results(doc: dict, results: Sequence[Sequence[dict]], ks: Sequence[int]) -> dict[str, float]:
-    """pass@k of one problem for every k, from the verdicts of its n samples.
+    """pass@k of one problem for every k, avg@n, and maj@k for every k where the task has a final answer
+    (`result_columns`), from the verdicts of its n samples (rlvr.harness.report.voting).
 
     results: lm-eval passes one entry per request of the document; a generate_until task has one
     request, whose filtered response is the list of n verdicts."""
@@ -381,4 +397,10 @@ def process_results(doc: dict, results: Sequence[Sequence[dict]], ks: Sequence[i
     if max(ks) > n:
         raise UserError(f"{TASK_PREFIX}{doc['rlvr_task']}: pass@{max(ks)} needs at least {max(ks)} samples per "
                         f"problem but got {n}; keep `repeats` >= the largest k (re-export with --n)")
-    return {f"pass@{k}": float(v) for k, v in zip(ks, pass_at_k(n, c, list(ks)), strict=True)}
+    out = {f"pass@{k}": float(v) for k, v in zip(ks, pass_at_k(n, c, list(ks)), strict=True)}
+    out["avg@n"] = c / n
+    task = task_registry.get(doc["rlvr_task"])
+    if task.final_answer:
+        correct, wrong, no_vote = tally_votes(task, str(doc["problem_id"]), [sample_vote(v) for v in verdicts])
+        out |= {f"maj@{k}": float(v) for k, v in zip(ks, maj_at_k(correct, wrong, no_vote, ks), strict=True)}
+    return out

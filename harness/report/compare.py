@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from rlvr.harness.errors import UserError
-from rlvr.harness.report.metrics import check_bootstrap_args, run_counts, run_tallies
+from rlvr.harness.report.metrics import check_bootstrap_args, maj_matrix, run_counts, run_tallies
 from rlvr.harness.report.passk import bootstrap_means, default_ks, pass_at_k
 from rlvr.harness.runs.store import Run
 from tabulate import tabulate
@@ -41,6 +41,12 @@ class KDiff:
     hi: float
     p_value: float        # bootstrap one-sided p of "the drop is no larger than the tolerance"
     regression: bool = False
+    metric: str = "pass@k"   # or "maj@k", "avg@n" (`compare_runs(metric=...)`)
+
+    @property
+    def name(self) -> str:
+        """The cell's metric at its k: pass@16, maj@16, avg@n."""
+        return "avg@n" if self.metric == "avg@n" else f"{self.metric[:-2]}@{self.k}"
 
 
 @dataclass
@@ -61,7 +67,7 @@ class Comparison:
         return [r for r in self.rows if r.regression]
 
     def render(self) -> str:
-        body = [[r.task, r.k, f"{100 * r.baseline:.2f}", f"{100 * r.candidate:.2f}", f"{100 * r.diff:+.2f}",
+        body = [[r.task, r.k if r.metric == "pass@k" else r.name, f"{100 * r.baseline:.2f}", f"{100 * r.candidate:.2f}", f"{100 * r.diff:+.2f}",
                  f"[{100 * r.lo:+.2f}, {100 * r.hi:+.2f}]", f"{r.p_value:.4f}", "REGRESSION" if r.regression else ""]
                 for r in self.rows]
         fam = "Holm-corrected over all rows" if self.correction == "holm" else "per row, uncorrected"
@@ -96,7 +102,7 @@ def _shared_matrices(base: Run, cand: Run, tasks: list[str] | None):
     out, shared, unshared = {}, {}, {}
     for t in names:
         # a problem that either run could not judge at all (verifier errors) cannot be paired
-        ids = sorted(p for p in set(bc[t]) & set(cc[t]) if bc[t][p][0] and cc[t][p][0])
+        ids = _shared_ids(bc[t], cc[t])
         unshared[t] = len(set(bc[t]) | set(cc[t])) - len(ids)
         if not ids:
             raise UserError(f"task {t}: {base.path} and {cand.path} share no problem")
@@ -105,12 +111,21 @@ def _shared_matrices(base: Run, cand: Run, tasks: list[str] | None):
     return out, shared, unshared
 
 
+def _shared_ids(b: dict, c: dict) -> list[str]:
+    """The problems both runs judged at least one sample of (the pairs the bootstrap draws)."""
+    return sorted(p for p in set(b) & set(c) if b[p][0] and c[p][0])
+
+
 def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: float = 0.05,
                  iterations: int = 5000, seed: int = 0, ks: list[int] | None = None,
-                 tasks: list[str] | None = None, correction: str = "holm") -> Comparison:
+                 tasks: list[str] | None = None, correction: str = "holm", metric: str = "pass@k") -> Comparison:
     """Compare two runs; see the module docstring. tolerance is in points (1.0 = one percent).
 
-    tasks=None compares every task of the baseline, and a baseline task the candidate lacks is an error."""
+    tasks=None compares every task of the baseline, and a baseline task the candidate lacks is an error.
+    metric: "pass@k" (default), "maj@k" (the same test on per-problem maj@k; tasks without a final answer,
+    code, are left out) or "avg@n" (per-problem accuracy of all n samples, one row per task, k = n)."""
+    if metric not in ("pass@k", "maj@k", "avg@n"):
+        raise UserError(f"--metric must be pass@k, maj@k or avg@n, got {metric!r}")
     if not (0 < alpha < 0.5):
         raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
     if correction not in ("holm", "none"):
@@ -120,6 +135,13 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
     check_bootstrap_args(iterations, seed)
     base, cand = Run.open(baseline), Run.open(candidate)
     data, shared, unshared = _shared_matrices(base, cand, tasks)
+    if metric == "maj@k":
+        votes = _shared_votes(base, cand, data)
+        bc, cc = run_counts(base), run_counts(cand)
+        if not votes:
+            raise UserError(f"maj@k: no shared task of {baseline} and {candidate} has stored answers to vote on "
+                            f"(code tasks have none; older runs need `rlvr metrics RUN`)")
+        data = {t: v for t, v in data.items() if t in votes}
     rows: list[KDiff] = []
     per_task_boot: dict[str, dict[int, np.ndarray]] = {}
     per_task_point: dict[str, dict[int, tuple[float, float]]] = {}
@@ -128,15 +150,23 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
     def add(task: str, k: int, b: float, c: float, boot: np.ndarray) -> None:
         lo, hi = np.quantile(boot, [alpha, 1 - alpha])
         p = (np.count_nonzero(boot >= -tol) + 1) / (boot.size + 1)
-        rows.append(KDiff(task, k, b, c, c - b, float(lo), float(hi), float(p)))
+        rows.append(KDiff(task, k, b, c, c - b, float(lo), float(hi), float(p), metric=metric))
 
     for ti, (t, (b_nc, c_nc)) in enumerate(data.items()):                      # [P, 2] arrays of (n, c)
         n_min = int(min(b_nc[:, 0].min(), c_nc[:, 0].min()))
         tks = default_ks(n_min) if ks is None else list(ks)
+        if metric == "avg@n":
+            tks = [n_min]           # the label of the row; the values are c / n over every sample
         if max(tks) > n_min:
             raise UserError(f"task {t}: k={max(tks)} exceeds the n={n_min} samples of some problem")
-        pb = pass_at_k(b_nc[:, 0], b_nc[:, 1], np.array(tks))                   # [P, K]
-        pc = pass_at_k(c_nc[:, 0], c_nc[:, 1], np.array(tks))
+        if metric == "maj@k":
+            ids = _shared_ids(bc[t], cc[t])
+            pb, pc = maj_matrix(votes[t][0], ids, tks), maj_matrix(votes[t][1], ids, tks)
+        elif metric == "avg@n":
+            pb, pc = (b_nc[:, 1:2] / b_nc[:, 0:1]), (c_nc[:, 1:2] / c_nc[:, 0:1])
+        else:
+            pb = pass_at_k(b_nc[:, 0], b_nc[:, 1], np.array(tks))                   # [P, K]
+            pc = pass_at_k(c_nc[:, 0], c_nc[:, 1], np.array(tks))
         d = pc - pb
         boot = bootstrap_means(d, iterations, seed + ti)                          # [iters, K]
         per_task_boot[t] = {k: boot[:, j] for j, k in enumerate(tks)}
@@ -156,6 +186,20 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
     rows = [replace(r, regression=bool(f)) for r, f in zip(rows, flags, strict=True)]
     return Comparison(str(baseline), str(candidate), rows, shared, unshared, tolerance, alpha, iterations,
                       correction, {str(baseline): error_rate(base), str(candidate): error_rate(cand)})
+
+
+def _shared_votes(base: Run, cand: Run, data: dict) -> dict[str, tuple[dict, dict]]:
+    """Per task of `data` whose answers both runs stored: (baseline votes, candidate votes)."""
+    from rlvr.harness.report.columns import task_metrics
+
+    bm, cm = task_metrics(base), task_metrics(cand)
+    out = {}
+    for t in data:
+        bv, cv = (bm.get(t) or {}).get("votes"), (cm.get(t) or {}).get("votes")
+        if bv is not None and cv is not None:
+            out[t] = tuple({p: (int(v[0]), [int(b) for b in v[1]], int(v[2])) for p, v in vs.items()}
+                           for vs in (bv, cv))
+    return out
 
 
 def holm(p_values: np.ndarray, alpha: float) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from rlvr.harness.errors import UserError
-from rlvr.harness.report.metrics import check_bootstrap_args, judged, run_tallies
+from rlvr.harness.report.metrics import check_bootstrap_args, judged, maj_matrix, mean_curve, run_tallies
 from rlvr.harness.report.passk import passk_curve
 from rlvr.harness.report.tables import KNOWN_TASKS, check_same_problems
 from rlvr.harness.runs.store import Run
@@ -15,8 +15,11 @@ from rlvr.harness.runs.store import Run
 
 def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = None,
               iterations: int = 1000, seed: int = 0, confidence: float = 0.95, title: str | None = None,
-              allow_different_problems: bool = False) -> Path:
+              allow_different_problems: bool = False, maj: bool = False) -> Path:
     """Write a PNG (or any format matplotlib infers from the suffix) and return its path.
+
+    maj: also draw each run's maj@k curve (dashed, same colour, with its band) where the task has a final
+    answer and the run stored its answers (`rlvr.harness.report.columns.task_metrics`).
 
     As in `rlvr table`, runs must have scored each benchmark on the same problems unless
     allow_different_problems (curves over different problem sets are not comparable)."""
@@ -38,6 +41,10 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
     if not allow_different_problems:
         check_same_problems(runs)
     tallies = [run_tallies(r) for r in runs]
+    if maj:
+        from rlvr.harness.report.columns import task_metrics
+
+        run_votes = [{t: e.get("votes") for t, e in task_metrics(r).items()} for r in runs]
     counts = [c for c, _ in tallies]
     present = sorted({t for c in counts for t in c}, key=lambda t: (list(KNOWN_TASKS).index(t)
                                                                     if t in KNOWN_TASKS else 99, t))
@@ -66,15 +73,26 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
             ax.fill_between(x, 100 * np.array(curve.lo), 100 * np.array(curve.hi), color=colour, alpha=0.18,
                             linewidth=0)
             n_max = max(n_max, curve.ks[-1])
+            votes = run_votes[i].get(task) if maj else None
+            if votes is not None:
+                ids = list(scored)
+                tallies_ = {p: (int(v[0]), [int(b) for b in v[1]], int(v[2])) for p, v in votes.items()}
+                mc = mean_curve(maj_matrix(tallies_, ids, curve.ks), curve.ks, confidence, iterations, seed)
+                ax.plot(x, 100 * np.array(mc["mean"]), marker="s", ms=2.5, ls="--", color=colour,
+                        label=f"{run.label} maj@k")
+                ax.fill_between(x, 100 * np.array(mc["lo"]), 100 * np.array(mc["hi"]), color=colour, alpha=0.08,
+                                linewidth=0)
         ticks = np.arange(0, int(math.log2(n_max)) + 1)
         ax.set_xticks(ticks, [str(2 ** t) for t in ticks], fontsize=7)
         sizes = sorted({len(c[task]) for c in counts if task in c})
         size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
         unverified = sum(sum(e.get(task, {}).values()) for _, e in tallies)
         ax.set_title(f"{task} ({size} problems)" + (f"\n{unverified} samples not verified (errors)"
-                                                     if unverified else ""), fontsize=10)
+                                                     if unverified else "")
+                     + ("\nno maj@k (no final answer, or no stored answers)" if maj and not any(v.get(task) for v in run_votes) else ""),
+                     fontsize=10)
         ax.set_xlabel("k")
-        ax.set_ylabel("pass@k (%)")
+        ax.set_ylabel("pass@k, maj@k dashed (%)" if maj else "pass@k (%)")
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(present):]:
         ax.set_visible(False)
@@ -85,7 +103,8 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle(title or f"pass@k ({int(confidence * 100)}% bootstrap bands over problems)", fontsize=11)
+    what = "pass@k and maj@k (dashed)" if maj else "pass@k"
+    fig.suptitle(title or f"{what} ({int(confidence * 100)}% bootstrap bands over problems)", fontsize=11)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 4), 1, 0.96))
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rlvr.harness.errors import UserError
+from rlvr.harness.report.columns import column_name, column_values, parse_column
 from rlvr.harness.report.metrics import run_counts, run_tallies
 from rlvr.harness.report.passk import pass_at_k
 from rlvr.harness.runs.store import Run, read_json
@@ -65,18 +67,21 @@ def run_row(run: Run, ks: list[int]) -> Row:
     than k, that cell has no number (None, shown as "–"): pass@k over the problems that could be scored
     would be a different benchmark."""
     counts, errors = run_tallies(run)
+    extra = column_values(run, ks)          # the non-pass@k columns (`rlvr table --metrics`)
+    ks, others = [k for k in ks if isinstance(k, int)], [k for k in ks if not isinstance(k, int)]
     scores = {}
     for task, per_problem in counts.items():
         n = np.array([v[0] for v in per_problem.values()])
         c = np.array([v[1] for v in per_problem.values()])
         sampled = n + np.array([errors.get(task, {}).get(p, 0) for p in per_problem])
-        if max(ks) > sampled.min():
+        if ks and max(ks) > sampled.min():
             raise UserError(f"{run.path}: task {task} has n={int(sampled.min())} samples for some problem, "
                             f"fewer than k={max(ks)} (ask for a smaller k, or finish the run: rerun its "
                             f"`rlvr eval` command, which resumes)")
         defined = [k for k in ks if k <= n.min()]
         means = pass_at_k(n, c, np.array(defined)).mean(axis=0) if defined else []
         scores[task] = {k: None for k in ks} | {k: float(m) for k, m in zip(defined, means, strict=True)}
+        scores[task] |= {k: extra.get(task, {}).get(k) for k in others}
     method = (run.info.get("method") or {}).get("name")
     return Row(run.label, scores, domains={t: run.task_domain(t) for t in counts}, key=method)
 
@@ -136,8 +141,9 @@ def reference_rows(path: str | Path, ks: list[int]) -> list[Row]:
         scores: dict[str, dict[int, float]] = {}
         for task, by_k in r["scores"].items():
             try:
-                vals = {int(k): float(v) * scale for k, v in by_k.items() if v is not None}
-            except (TypeError, ValueError, AttributeError):
+                vals = {parse_column(k if not str(k).isdigit() else f"pass@{k}", name): float(v) * scale
+                        for k, v in by_k.items() if v is not None}
+            except (TypeError, ValueError, AttributeError, UserError):
                 raise UserError(f"{name}: rows[{i}].scores.{task} must map k to a number") from None
             scores[task] = {k: v for k, v in vals.items() if k in ks}
         rows.append(Row(f"{r['label']} [published]", scores, reference=True, note=ref.get("source", ""),
@@ -252,17 +258,18 @@ def build_table(rows: list[Row], ks: list[int], tasks: list[str] | None = None) 
 
 def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "md") -> str:
     def cell(rec: dict, v: float | None) -> str:
-        return "–" if v is None else f"{100 * v:+.1f}" if rec.get("delta") else f"{100 * v:.1f}"
+        return "–" if v is None else "n/a" if math.isnan(v) else f"{100 * v:+.1f}" if rec.get("delta") else f"{100 * v:.1f}"
 
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["run"] + [f"{c} pass@{k}" for c in columns for k in ks])
+        w.writerow(["run"] + [f"{c} {column_name(k)}" for c in columns for k in ks])
         for rec in records:
-            w.writerow([rec["label"]] + ["" if rec[c][k] is None else f"{100 * rec[c][k]:.4f}"
+            w.writerow([rec["label"]] + ["" if rec[c][k] is None else "n/a" if math.isnan(rec[c][k])
+                                         else f"{100 * rec[c][k]:.4f}"
                                          for c in columns for k in ks])
         return buf.getvalue()
-    head = " / ".join(f"pass@{k}" for k in ks)
+    head = " / ".join(column_name(k) for k in ks)
     body = [[rec["label"]] + [" / ".join(cell(rec, rec[c][k]) for k in ks) for c in columns] for rec in records]
     if fmt == "md":
         return f"Scores in %, cells are {head}.\n\n" + tabulate(body, headers=["run", *columns],
@@ -310,4 +317,7 @@ def table_from_rows(rows: list[Row], ks: list[int], fmt: str = "md", reference: 
                  "(micro-world runs score the micro tasks, not the paper's benchmarks).")
     elif fmt == "md" and shown:
         text += "\n\nΔ rows: ours minus published, in points."
+    if fmt == "md" and "n/a" in text:
+        text += ("\n\nn/a: not defined for the task (maj@k needs a final answer to vote on; a code task's output is "
+                 "a program), and so not for an average over it.")
     return text

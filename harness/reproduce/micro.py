@@ -289,6 +289,15 @@ def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str
     return run_dir
 
 
+def micro_metric_columns(eval_n: int) -> list:
+    """The cells of OUT/metrics.md, the metrics beside pass@k (docs/metrics.md): majority voting over 16 and
+    over all n samples, G-Pass@16 at thresholds 0.5 and 1, mG-Pass@16, and the no-answer and truncation rates."""
+    from rlvr.harness.report.columns import parse_columns
+
+    k = min(16, eval_n)
+    return parse_columns(f"pass@1,maj@{k},maj@{eval_n},gpass@{k}/0.5,gpass@{k}/1,mgpass@{k},no-answer,truncated")
+
+
 OUT_STAMP = "rlvr_micro_env.json"     # in OUT: what made the trainings and runs there (resumes must match)
 
 
@@ -428,6 +437,7 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     (out / "table.md").write_text(text + "\n")
     (out / "table.csv").write_text(table(runs, ks=[k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
                                                    if k <= recipe.eval_n], fmt="csv"))
+    (out / "metrics.md").write_text(table(runs, ks=micro_metric_columns(recipe.eval_n)) + "\n")
     plot_runs(runs, out / "passk.png", title=f"micro world: pass@k of {len(runs)} models "
                                               f"(n={recipe.eval_n} samples per problem)")
     recipe_json = asdict(recipe) | {"quick": quick}
