@@ -25,6 +25,7 @@ import functools
 import hashlib
 import math
 import re
+import itertools
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +36,7 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.utils import timeout
 from rlvr.tasks import register
-from rlvr.tasks.base import HubSource, Problem, Task, Verdict
+from rlvr.tasks.base import HubSource, Problem, Task, Verdict, VerifierError
 from rlvr.tasks.errors import UserError
 from rlvr.tasks.loading import load_records
 from rlvr.tasks.math_extract import decode, encode, extract_candidates, find_boxed, normalize_answer
@@ -119,11 +120,39 @@ def _timeouts() -> tuple[int | None, int | None]:
     return None, None
 
 
+def _mv_parse(text: str, parse_timeout: int | None) -> list:
+    """math-verify's `parse`, except that a timeout is a `VerifierError` (the check could not run) and not the
+    empty parse math-verify returns for it, which reads as a wrong answer (and, memoised, would stay one).
+    Any other parser failure is an unreadable answer, [] as in math-verify."""
+    try:
+        return parse(text, parsing_timeout=parse_timeout, raise_on_error=True)
+    except TimeoutException as e:
+        raise VerifierError(f"math-verify could not parse {text[:80]!r} within {parse_timeout} s") from e
+    except Exception:
+        return []
+
+
+def _mv_verify(gold: list, pred: list, verify_timeout: int | None, **kw) -> bool:
+    """math-verify's `verify` (any pair of gold and candidate parses equal), except that a comparison that
+    times out is a `VerifierError` and not the False math-verify returns for it. Any other failure of one
+    comparison makes that pair unequal, as in math-verify."""
+    for g, t in itertools.product(gold, pred):
+        try:
+            if verify([g], [t], timeout_seconds=verify_timeout, raise_on_error=True, **kw):
+                return True
+        except TimeoutException as e:
+            raise VerifierError(f"math-verify could not compare the answers within {verify_timeout} s") from e
+        except Exception:
+            continue
+    return False
+
+
 @functools.lru_cache(maxsize=8192)
 def parse_answer(answer: str) -> tuple:
-    """math-verify's parse of one answer string (gold or candidate), memoised per process."""
+    """math-verify's parse of one answer string (gold or candidate), memoised per process (a timeout raises
+    VerifierError, which is not memoised)."""
     parse_timeout, _ = _timeouts()
-    return tuple(parse("\\boxed{" + sci_to_latex(answer) + "}", parsing_timeout=parse_timeout))
+    return tuple(_mv_parse("\\boxed{" + sci_to_latex(answer) + "}", parse_timeout))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -175,8 +204,7 @@ def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_t
     pred_parsed = parse_answer(candidate)
     if not gold_parsed or not pred_parsed:
         return False
-    if verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
-              allow_set_relation_comp=True):
+    if _mv_verify(list(gold_parsed), list(pred_parsed), verify_timeout, allow_set_relation_comp=True):
         return True
     vector = _vector_match(gold, candidate, gold_parsed, pred_parsed, verify_timeout)
     if vector is not None:
@@ -187,8 +215,8 @@ def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_t
     try:
         return timeout(verify_timeout)(_within_tolerance)(gold_parsed, pred_parsed, rel_tol, abs_tol,
                                                           max(units) if units else None)
-    except TimeoutException:   # a BaseException: it would pass through `except Exception`
-        return False
+    except TimeoutException as e:   # a BaseException: it would pass through `except Exception`
+        raise VerifierError(f"the numeric tolerance check did not finish within {verify_timeout} s") from e
 
 
 def _within_tolerance(gold_parsed: tuple, pred_parsed: tuple, rel_tol: float | None, abs_tol: float | None,
@@ -277,8 +305,7 @@ def _base_match(gold: str, candidate: str, gold_base: sympy.Expr | None, cand_ba
         gold_parsed, pred_parsed = parse_gold(gold), (cand_base,)
     if not gold_parsed or not pred_parsed:
         return False
-    return verify(list(gold_parsed), list(pred_parsed), timeout_seconds=verify_timeout,
-                  allow_set_relation_comp=True)
+    return _mv_verify(list(gold_parsed), list(pred_parsed), verify_timeout, allow_set_relation_comp=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -354,7 +381,7 @@ def _vector_match(gold: str, candidate: str, gold_parsed: tuple, pred_parsed: tu
         if not column:
             return False
         g, p = (vector_parsed, column) if vector_is_gold else (column, vector_parsed)
-        return verify(list(g), list(p), timeout_seconds=verify_timeout)
+        return _mv_verify(list(g), list(p), verify_timeout)
     return None
 
 

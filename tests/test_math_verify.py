@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 
 import pytest
 import rlvr.tasks.math as math_tasks  # registers the math tasks
@@ -660,3 +661,46 @@ def test_every_full_math_gold_verifies_against_itself(data_dir):
     assert stats.timeouts == 0 and stats.errors == 0
     assert sum(lab[0] == "gold" for lab in labels) == 5000
     assert [(lab, v.reason) for lab, v in zip(labels, verdicts) if (lab[0] == "gold") != v.correct] == []
+
+
+def _slow(seconds):
+    def wrapper(real):
+        def slow(*args, **kwargs):
+            time.sleep(seconds)
+            return real(*args, **kwargs)
+        return slow
+    return wrapper
+
+
+def test_a_math_verify_timeout_is_an_error_not_a_wrong_answer(monkeypatch):
+    """math-verify answers a parse or comparison that hits its alarm with [] or False, which would score a
+    correct answer as wrong (and, memoised, keep it wrong for the process: a loaded machine did this to the
+    gold `112`). The checker must raise VerifierError instead, through math-verify's own alarm."""
+    import math_verify.parser as mv_parser
+    from rlvr.tasks import math as m
+    from rlvr.tasks.base import VerifierError
+
+    monkeypatch.setattr(m, "PARSE_TIMEOUT_S", 1)
+    monkeypatch.setattr(m, "VERIFY_TIMEOUT_S", 1)
+    m.parse_answer.cache_clear()
+    m.parse_gold.cache_clear()
+    real = mv_parser.extract_target_from_pred
+    monkeypatch.setattr(mv_parser, "extract_target_from_pred", _slow(1.5)(real))
+    with pytest.raises(VerifierError, match="within 1 s"):
+        m.answers_match("112", "112")
+    # nothing was memoised: with a parser back at speed the same answers are equal
+    monkeypatch.setattr(mv_parser, "extract_target_from_pred", real)
+    assert m.answers_match("112", "112")
+
+    import math_verify.grader as mv_grader
+    monkeypatch.setattr(mv_grader, "sympy_expr_eq", _slow(1.5)(mv_grader.sympy_expr_eq))
+    with pytest.raises(VerifierError, match="compare"):
+        m.answers_match("\\frac{1}{2}", "0.5")
+    m.parse_answer.cache_clear()
+    m.parse_gold.cache_clear()
+
+
+def test_unreadable_answers_stay_wrong_answers_not_errors():
+    from rlvr.tasks import math as m
+    assert m.answers_match("112", "\\frac{") is False
+    assert m.answers_match("112", "banana") is False
