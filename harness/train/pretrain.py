@@ -33,7 +33,7 @@ def pretrain(model_dir: str | Path, documents: Sequence[tuple[str, str]], cfg: P
     """
     import torch
     from rlvr.harness.sample.models import load_model
-    from tqdm import tqdm
+    from rlvr.harness.progress import bar as tqdm
 
     model, tok = load_model(str(model_dir), device="cpu", dtype="float32")
     model.train()
