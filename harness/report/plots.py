@@ -12,7 +12,6 @@ from rlvr.harness.report.passk import passk_curve
 from rlvr.harness.report.tables import KNOWN_TASKS, check_same_problems, distinct_labels
 from rlvr.harness.runs.store import Run
 
-
 # Okabe & Ito's colour-blind-safe palette (https://jfly.uni-koeln.de/color/), black first and yellow last
 # (the faintest on white), and a marker per run so that curves differ without colour (print, greyscale).
 PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442")
@@ -106,8 +105,9 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, labels, loc="outside lower center", ncol=max(1, min(len(labels), int(width // 1.6))),
-                   frameon=False)
+        entry_in = 0.6 + 0.065 * max((len(lab) for lab in labels), default=1)   # line sample + text at 8 pt
+        fig.legend(handles, labels, loc="outside lower center", frameon=False,
+                   ncol=max(1, min(len(labels), int(width // entry_in))))
         bands = f"shaded: {int(confidence * 100)}% bootstrap bands over problems"
         fig.suptitle(f"{title or 'pass@k'}\n{bands}")
         try:

@@ -156,7 +156,7 @@ def distinct_labels(runs: list[Run], merge_disjoint: bool = True) -> list[str]:
     for members in groups.values():
         if len(members) < 2:
             continue
-        task_sets = [set((runs[i].info.get("tasks") or {})) for i in members]
+        task_sets = [set(runs[i].info.get("tasks") or {}) for i in members]
         if merge_disjoint and sum(len(t) for t in task_sets) == len(set().union(*task_sets)):
             continue
         parts = [Path(runs[i].path).resolve().parts for i in members]

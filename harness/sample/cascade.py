@@ -137,9 +137,8 @@ class Prefix:
 
 
 def prefill(model: Any, prompt: list[int]) -> Prefix:
-    from transformers import DynamicCache
-
     from rlvr.harness.sample.models import cache_kwargs
+    from transformers import DynamicCache
 
     cache = DynamicCache()
     x = torch.tensor([prompt], device=model.model.embed_tokens.weight.device)

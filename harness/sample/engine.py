@@ -332,9 +332,8 @@ class _TransformersDecoder:
 
     def __init__(self, model: Any, prompts: list[list[int]], shared: bool, pad_id: int):
         import torch
-        from transformers import DynamicCache
-
         from rlvr.harness.sample.models import cache_kwargs
+        from transformers import DynamicCache
 
         self.model = model
         device = next(model.parameters()).device

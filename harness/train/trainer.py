@@ -316,9 +316,9 @@ class Trainer:
         """Run (or resume) the loop; `pool`: a running VerifierPool to use instead of starting one."""
         import contextlib
 
+        from rlvr.harness.progress import bar as tqdm
         from rlvr.harness.sample.engine import HFEngine
         from rlvr.harness.verify.pool import VerifierPool
-        from rlvr.harness.progress import bar as tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
         info_path = self.out / "train.json"
