@@ -480,6 +480,7 @@ def _cmd_export_lm_eval(a: argparse.Namespace) -> int:
 def _emit(text: str, out: str | None) -> None:
     if out:
         try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)   # as plot and merge do
             with open(out, "w", encoding="utf-8") as f:
                 f.write(text if text.endswith("\n") else text + "\n")
         except OSError as e:

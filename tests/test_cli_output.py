@@ -199,6 +199,8 @@ def test_plot_creates_the_parent_directories_of_out(two_runs, tmp_path):
     out = tmp_path / "plots" / "deep" / "x.png"
     assert cli.main(["plot", str(a), str(b), "--out", str(out), "--iterations", "50"]) == 0
     assert out.is_file()
+    assert cli.main(["table", str(a), "--k", "1", "--out", str(tmp_path / "tables" / "t.md")]) == 0   # table too
+    assert (tmp_path / "tables" / "t.md").is_file()
 
 
 def shard(path: Path, i: int, of: int, label: str = "run", n: int = 2, temperature: float = 1.0,

@@ -154,7 +154,7 @@ class Hardware:
 class Throughput:
     decode_tokens_per_s: float | None = None   # per GPU; default DECODE_TOKENS_PER_S_7B scaled by size
     mfu: float = ASSUMED_MFU
-    mean_response_tokens: int = 1000           # for the "typical" estimate [I]
+    mean_response_tokens: int = 1000           # for the "typical" estimate (an assumption)
     mean_prompt_tokens: int = 200
 
 
