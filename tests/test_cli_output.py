@@ -3,6 +3,7 @@ flag or field; YAML errors carry file:line:column; figures, warnings, progress a
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -214,11 +215,15 @@ def shard(path: Path, i: int, of: int, label: str = "run", n: int = 2, temperatu
     return str(path)
 
 
-def test_merge_ignores_the_label(tmp_path):
+def test_merge_ignores_the_label_and_the_provenance(tmp_path):
     from rlvr.harness.eval.merge import merge_runs
 
     a = shard(tmp_path / "a", 0, 2, label="shard zero")
     b = shard(tmp_path / "b", 1, 2, label="shard one")
+    info = json.loads((Path(b) / "run.json").read_text())    # another machine, another day, another command line
+    info["provenance"]["command"] = ["rlvr", "eval", "--shard", "1/2", "--label", "shard one"]
+    info["start_time"], info["resumes"] = "2030-01-01T00:00:00+00:00", ["2030-01-02T00:00:00+00:00"]
+    (Path(b) / "run.json").write_text(json.dumps(info))
     merged = merge_runs([a, b], str(tmp_path / "m"))
     assert len(list(merged.iter_samples())) == 4
     assert "label" not in merged.info    # the shards disagree: the merged run takes its settings' label
@@ -256,11 +261,11 @@ def test_group_relative_methods_warn_about_groups_of_one(name, g, warns):
 def test_a_template_that_does_not_apply_to_a_task_warns(capsys):
     from rlvr.harness.eval.evaluate import parse_templates
 
-    assert parse_templates("qwen_boxed", ["aime24", "bbh"]) == {"aime24": "qwen_boxed"}
+    assert parse_templates("chat", ["aime24", "bbh"]) == {"aime24": "chat"}
     err = capsys.readouterr().err.strip()
-    assert err.startswith("rlvr: warning: --template qwen_boxed does not apply to bbh (keeps cot_3shot")
+    assert err.startswith("rlvr: warning: --template chat does not apply to bbh (keeps cot_3shot")
     assert "\n" not in err
-    parse_templates("qwen_boxed,zero_shot_boxed", ["aime24", "bbh"])   # every task got one: no warning
+    parse_templates("chat,zero_shot_boxed", ["aime24", "bbh"])   # every task got one: no warning
     parse_templates("bbh=zero_shot_boxed", ["aime24", "bbh"])          # per task: the others keep theirs
     assert capsys.readouterr().err == ""
 
