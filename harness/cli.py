@@ -1,7 +1,8 @@
 """`rlvr` command line: a thin layer over functions the Python API exposes.
 
 Each verb is a function `_cmd_<verb>(args) -> int` registered in `VERBS` with its argument setup.
-User mistakes raise `UserError` and become one line on stderr with exit status 2.
+User mistakes raise `UserError` and become one line on stderr with exit status 2; so does an `OSError`
+that escapes a verb (a file that cannot be read or written, a full disk).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rlvr.harness.errors import UserError
 
@@ -68,12 +70,15 @@ def _cmd_table(a: argparse.Namespace) -> int:
 # ---- plot --------------------------------------------------------------------------------------
 
 def _setup_plot(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (one colour each)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (one colour and marker each)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="image to write")
     p.add_argument("--tasks", type=_csv_list, help="comma-separated benchmarks (default: all present)")
     p.add_argument("--iterations", type=int, default=1000, help="bootstrap iterations for the bands")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--title", help="figure title")
+    p.add_argument("--title", help="figure title (the caption about the bands is kept below it)")
+    p.add_argument("--width", type=float, metavar="INCHES",
+                   help="figure width; 3.5 fits one column of a two-column paper (default: 7, or 3.5 for one "
+                        "benchmark); text is 8 pt at this width, raster images 300 dpi")
     p.add_argument("--allow-different-problems", action="store_true",
                    help="plot runs that scored a benchmark on different problem sets")
     p.add_argument("--maj", action="store_true",
@@ -87,7 +92,7 @@ def _cmd_plot(a: argparse.Namespace) -> int:
     from rlvr.harness.report.plots import plot_runs
 
     path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
-                     allow_different_problems=a.allow_different_problems, maj=a.maj)
+                     allow_different_problems=a.allow_different_problems, maj=a.maj, width=a.width)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     print(path)
@@ -125,6 +130,8 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 
     if not 0 <= a.max_error_rate <= 1:
         raise UserError(f"--max-error-rate must be in [0, 1], got {a.max_error_rate}")
+    if not 0 <= a.tolerance < float("inf"):   # (NaN fails this too)
+        raise UserError(f"--tolerance must be a number of points >= 0, got {a.tolerance}")
     res = compare_runs(a.baseline, a.candidate, a.tolerance, a.alpha, a.iterations, a.seed,
                        parse_ks(a.k) if a.k else None, a.tasks, a.correction, metric=a.metric)
     for note in incomplete_notes([a.baseline, a.candidate]):
@@ -219,7 +226,8 @@ def _setup_init_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size (default: 1024)")
     p.add_argument("--hidden-size", type=int, default=64, help="hidden size (default: 64)")
     p.add_argument("--layers", type=int, default=2, help="transformer layers (default: 2)")
-    p.add_argument("--heads", type=int, default=4, help="attention heads (default: 4)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads; hidden size / heads must be even "
+                                                         "(default: 4; key/value heads: half of them when even)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
 
@@ -229,7 +237,8 @@ def _cmd_init_model(a: argparse.Namespace) -> int:
     from rlvr.harness.sample.models import TinyModelSpec, init_model
 
     spec = TinyModelSpec(vocab_size=a.vocab_size, hidden_size=a.hidden_size, num_layers=a.layers,
-                         num_heads=a.heads, num_kv_heads=a.heads // 2 or 1, seed=a.seed)
+                         num_heads=a.heads, num_kv_heads=a.heads // 2 if a.heads % 2 == 0 else a.heads,
+                         seed=a.seed)
     print(init_model(a.out, spec, overwrite=a.overwrite))
     return 0
 
@@ -341,7 +350,8 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
                    help="with --backend verl: write the data files and print the verl launch, do not run it")
 
 
-@verb("train", "train a model with an RLVR method (resumes from the last checkpoint in --out)", _setup_train)
+@verb("train", "train a model with an RLVR method (resumes from the last checkpoint in the config's out: "
+               "directory)", _setup_train)
 def _cmd_train(a: argparse.Namespace) -> int:
     if a.backend == "verl":
         from rlvr.harness.backends.verl import launch
@@ -355,6 +365,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from rlvr.harness.train.trainer import TrainConfig, train
 
     cfg = load_config(TrainConfig, a.config, a.set, ignore=("verl",))   # verl: is for --backend verl
+    if not (Path(cfg.out) / "checkpoints" / "last").exists():   # (a resume starts from its checkpoint)
+        from rlvr.harness.config import field_source
+        from rlvr.harness.sample.models import resolve_model
+
+        resolve_model(cfg.model, what=field_source("model", a.config, a.set))
+    _check_creatable(cfg.out, field_source("out", a.config, a.set))
     print(train(cfg))
     return 0
 
@@ -505,6 +521,7 @@ def _num(v) -> str:
 def _emit(text: str, out: str | None) -> None:
     if out:
         try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)   # as plot and merge do
             with open(out, "w", encoding="utf-8") as f:
                 f.write(text if text.endswith("\n") else text + "\n")
         except OSError as e:
@@ -514,11 +531,49 @@ def _emit(text: str, out: str | None) -> None:
         print(text)
 
 
+def version_text() -> str:
+    """`rlvr --version`: the package version, and the git commit when running from a source checkout."""
+    from rlvr.harness import __version__
+    from rlvr.harness.provenance import REPO_ROOT, git_state
+
+    text = f"rlvr-harness {__version__}"
+    if (Path(REPO_ROOT) / "pyproject.toml").is_file() and (Path(REPO_ROOT) / ".git").exists():
+        git = git_state()
+        if git["sha"]:
+            text += f" (git {git['sha'][:12]}{', modified' if git['dirty'] else ''})"
+    return text
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version (and the git commit of a source checkout) and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def _check_creatable(path: str, what: str) -> None:
+    """A UserError naming `what` unless directory `path` exists or can be created (tried, then undone)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what}: {path} exists and is not a directory")
+    missing = [d for d in (p, *p.parents) if not d.exists()]
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what}: cannot create {path} ({e.strerror or e})") from None
+    for d in missing:          # deepest first: leave nothing behind
+        d.rmdir()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlvr", description="RLVR benchmark and reproducibility harness.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run 'rlvr VERB --help' for a verb's flags.")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (help_line, setup, fn) in VERBS.items():
         p = sub.add_parser(name, help=help_line, description=help_line)
@@ -527,7 +582,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_bars() -> None:
+    """Hugging Face's own progress bars (loading weights, writing shards, downloads) redraw with carriage
+    returns; where stderr is a log rather than a terminal, switch them off (ours write plain lines,
+    `rlvr.harness.progress`)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # read when huggingface_hub is imported
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    if not sys.stderr.isatty():
+        _quiet_library_bars()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -547,10 +623,14 @@ def main(argv: list[str] | None = None) -> int:
         # The reader left (`rlvr methods | head`): stop quietly with the status a SIGPIPE gives git or
         # ls (128 + 13). stdout now points at devnull, so Python's final flush has nowhere to fail
         # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        # a file that cannot be read or written, a full disk, a network failure: the machine's state,
+        # not a bug of ours, so one line (the verbs name their flags where they can; this is the net)
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"rlvr: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

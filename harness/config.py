@@ -28,7 +28,24 @@ def _yaml_loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            # a key given twice is an error (YAML 1.2 requires unique keys; PyYAML keeps the last silently);
+            # merge keys (`<<: *base`) may still be overridden by the mapping's own keys
+            if isinstance(node, yaml.MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:       # an unhashable key: PyYAML's own error says so
+                        continue
+                    if first is not key_node:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (first given on line {first.start_mark.line + 1})",
+                            key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
 
     Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
@@ -126,12 +143,30 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         raise UserError(f"{where or cls.__name__}: {e}") from None
 
 
+def yaml_error(where: str, e: Exception) -> UserError:
+    """A `UserError` for a YAML syntax or construction error: `FILE:LINE:COLUMN: problem` (1-based)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    start = getattr(e, "context_mark", None)
+    if context and start is not None and start is not mark and start.line != mark.line:
+        context += f" that starts on line {start.line + 1}"
+    if mark is None:
+        return UserError(f"{where}: not valid YAML ({problem})")
+    return UserError(f"{where}:{mark.line + 1}:{mark.column + 1}: {problem}" + (f" ({context})" if context else ""))
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b=value` -> (["a", "b"], value parsed as YAML)."""
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml_load(raw)
+    import yaml
+
+    try:
+        return key.strip().split("."), yaml_load(raw)
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {text}: not a valid YAML value ({getattr(e, 'problem', None) or e})") from None
 
 
 def read_config_data(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -147,7 +182,9 @@ def read_config_data(path: str | Path | None = None, overrides: list[str] | None
         except FileNotFoundError:
             raise UserError(f"{path}: no such config file") from None
         except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            raise yaml_error(str(path), e) from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read the config file ({e.strerror or e})") from None
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
         data.update(loaded)
@@ -169,8 +206,35 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data = read_config_data(path, overrides, base)
     for key in ignore:
         data.pop(key, None)
-    name = str(path) if path else "config"
     try:
         return from_dict(cls, data)
     except UserError as e:
-        raise UserError(f"{name}: {e}") from None
+        raise UserError(blame(str(e), path, overrides)) from None
+
+
+def field_source(field_name: str, path: str | Path | None, overrides: list[str] | None = None) -> str:
+    """Who set config field `field_name` (dotted): the last `--set` that set it or a mapping above it
+    (`--set optimizer.lr=abc`), else the config file (`FILE: field 'optimizer.lr'`)."""
+    for ov in reversed(overrides or []):
+        key = ov.split("=", 1)[0].strip()
+        if field_name == key or field_name.startswith(key + ".") or field_name.startswith(key + "["):
+            return f"--set {ov}"
+    return f"{path or 'config'}: field '{field_name}'"
+
+
+def blame(message: str, path: str | Path | None, overrides: list[str] | None = None) -> str:
+    """A config error message (`field 'X': ...` as `from_dict` writes them) prefixed with where the value
+    came from: the `--set` that set field X, else the config file."""
+    m = re.match(r"field '([^']+)': (.*)", message, re.S)
+    if m:
+        # a nested reader's own field names the rest of the path: "field 'method': ... field 'kl_coef' ..."
+        inner = re.search(r"field '([^']+)'", m.group(2))
+        name = f"{m.group(1)}.{inner.group(1)}" if inner else m.group(1)
+        source = field_source(name, path, overrides)
+        if not source.startswith("--set") and not inner:
+            # a --set below the field made or changed it (`--set method.kl_coef=0` where the file has no method)
+            setters = [ov for ov in overrides or [] if ov.split("=", 1)[0].strip().startswith(name + ".")]
+            source = f"--set {setters[-1]}" if setters else source
+        if source.startswith("--set"):
+            return f"{source}: field '{m.group(1)}': {m.group(2)}"
+    return f"{path or 'config'}: {message}"

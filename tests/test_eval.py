@@ -129,7 +129,7 @@ def test_eval_flag_mistakes_are_one_line_errors(tiny_model, data_dir, tmp_path, 
 
 def test_eval_with_an_unknown_model_path_is_an_error(data_dir, tmp_path, capsys):
     assert cli.main(eval_argv(tmp_path / "no-model", tmp_path / "x", data_dir)) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such directory" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ FOLDERS = {"harness": "rlvr.harness", "tasks": "rlvr.tasks", "methods": "rlvr.me
 # The pipeline from the bottom up: a module may import modules of its own layer or of lower ones only.
 LAYERS = [
     ("rlvr.tasks", "rlvr.methods"),                                  # data + verifiers; the methods (pure)
-    ("=rlvr.harness", "rlvr.harness.errors", "rlvr.harness.config", "rlvr.harness.provenance", "rlvr.harness.cpu_isa"),
+    ("=rlvr.harness", "rlvr.harness.errors", "rlvr.harness.config", "rlvr.harness.provenance", "rlvr.harness.cpu_isa",
+     "rlvr.harness.progress"),
     ("rlvr.harness.sample",),
     ("rlvr.harness.verify",),
     ("rlvr.harness.runs",),

@@ -234,7 +234,10 @@ def export_lm_eval(cfg: ExportConfig) -> list[Path]:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create {out} ({e.strerror or e})") from None
     settings = {"n": cfg.n, "pass_ks": cfg.pass_ks,
                 "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)}, "limit": cfg.limit,
                 "data_dir": cfg.data_dir, "model": cfg.model, "deadline_s": cfg.deadline_s, "workers": cfg.workers,

@@ -96,6 +96,7 @@ def parse_templates(text: str | None, task_names: list[str]) -> dict[str, str]:
     if not text:
         return {}
     out: dict[str, str] = {}
+    bare: list[str] = []
     for item in (s.strip() for s in text.split(",") if s.strip()):
         if "=" in item:
             t, name = (x.strip() for x in item.split("=", 1))
@@ -110,6 +111,14 @@ def parse_templates(text: str | None, task_names: list[str]) -> dict[str, str]:
             if not hits:
                 raise UserError(f"--template: no task among --tasks offers a template named {item!r}")
             out.update({t: item for t in hits})
+            bare.append(item)
+    kept = [t for t in task_names if t not in out]
+    if bare and kept:   # a task that keeps its own prompt (BBH's 3-shot) should not pass unnoticed
+        def own(t: str) -> str:
+            names = task_registry.get(t).templates
+            return f"{t} (keeps {names[0]}; it offers {', '.join(names)})" if names else f"{t} (has one prompt)"
+        print(f"rlvr: warning: --template {','.join(bare)} does not apply to {', '.join(own(t) for t in kept)}",
+              file=sys.stderr)
     return out
 
 
@@ -394,7 +403,7 @@ def reverify(records: list[dict], loaded: dict, pool, progress: bool = True,
     """Verify stored completions again (no sampling): the records with their new verdicts, in order.
     `loaded` maps task name -> (configured task, problems, template) as `evaluate` loads them; a record
     whose problem is not among them, or that kept no completion, is returned unchanged."""
-    from tqdm import tqdm
+    from rlvr.harness.progress import bar as tqdm
 
     problems = {(name, p.id): (task, p) for name, (task, ps, _) in loaded.items() for p in ps}
     todo = [(i, rec) for i, rec in enumerate(records)
@@ -408,7 +417,7 @@ def reverify(records: list[dict], loaded: dict, pool, progress: bool = True,
 
 
 def _sample_and_verify(cfg, run, units, engine, prompts, total, progress, pool) -> None:
-    from tqdm import tqdm
+    from rlvr.harness.progress import bar as tqdm
 
     bar = tqdm(total=total, unit="sample", disable=not progress or total == 0, dynamic_ncols=True,
                desc="sampling")

@@ -17,28 +17,52 @@ from rlvr.harness.runs.store import (
     sample_key,
 )
 
-# Settings that legitimately differ between the shards of one evaluation.
+# Settings that legitimately differ between the shards of one evaluation, and cosmetic ones (the
+# label names a row in tables; it changes no sample).
 PER_SHARD = ("shard",)
+COSMETIC = ("label",)
 PER_SHARD_TASK_FIELDS = ("problems", "prompt_sha256")
+_MISSING = object()
 
 
 def _comparable(info: dict) -> dict:
-    out = {k: v for k, v in info.items() if k not in VOLATILE_KEYS and k not in PER_SHARD}
+    out = {k: v for k, v in info.items() if k not in VOLATILE_KEYS and k not in PER_SHARD and k not in COSMETIC}
     out["tasks"] = {t: {k: v for k, v in entry.items() if k not in PER_SHARD_TASK_FIELDS}
                     for t, entry in (info.get("tasks") or {}).items()}
     return out
 
 
+def differences(a, b, prefix: str = "") -> list[tuple[str, object, object]]:
+    """Every setting where `a` and `b` differ: (dotted name, value in a, value in b), a missing key
+    standing as `_MISSING`. Mappings are compared key by key; anything else as a whole."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            va, vb = a.get(k, _MISSING), b.get(k, _MISSING)
+            if va is _MISSING or vb is _MISSING:
+                out.append((f"{prefix}{k}", va, vb))
+            else:
+                out += differences(va, vb, f"{prefix}{k}.")
+        return out
+    return [] if a == b else [(prefix.rstrip(".") or "(root)", a, b)]
+
+
+def _show(value, width: int = 60) -> str:
+    text = "(absent)" if value is _MISSING else repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
-    if len(paths) < 2:
-        raise UserError("merge needs at least two run directories")
+    if not paths or (len(paths) < 2 and not allow_partial):
+        raise UserError("merge needs at least two run directories (or --allow-partial for one shard)")
     runs = [Run.open(p) for p in paths]
     ref = _comparable(runs[0].info)
     for r in runs[1:]:
-        diff = first_difference(ref, _comparable(r.info))
-        if diff is not None:
-            raise UserError(f"{r.path}: setting '{diff}' differs from {runs[0].path}; "
-                            f"only shards of one evaluation can be merged")
+        diffs = differences(ref, _comparable(r.info))
+        if diffs:
+            raise UserError(f"{r.path} and {runs[0].path} differ in "
+                            + "; ".join(f"setting '{name}' ({_show(b)} vs {_show(a)})" for name, a, b in diffs)
+                            + "; only shards of one evaluation can be merged")
     shards = [tuple(r.info.get("shard") or (0, 1)) for r in runs]
     counts = {s[1] for s in shards}
     if len(counts) != 1:
@@ -55,6 +79,9 @@ def merge_runs(paths: list[str], out: str, allow_partial: bool = False) -> Run:
     _check_shards(runs)
 
     settings = {k: v for k, v in runs[0].info.items() if k not in VOLATILE_KEYS}
+    labels = {r.info.get("label") for r in runs}
+    if len(labels) > 1:   # shards labelled apart: the merged run takes the label its settings give
+        settings.pop("label", None)
     settings["shard"] = [0, 1]
     settings["merged_from"] = [{"path": str(r.path.resolve()), "shard": list(s),
                                 "provenance": r.info.get("provenance")} for r, s in zip(runs, shards, strict=True)]

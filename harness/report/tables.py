@@ -151,6 +151,30 @@ def reference_rows(path: str | Path, ks: list[int]) -> list[Row]:
     return rows
 
 
+def distinct_labels(runs: list[Run], merge_disjoint: bool = True) -> list[str]:
+    """Each run's label, except where runs share one: those are named by their run directories instead
+    (the shortest trailing parts of the paths that tell them apart). With `merge_disjoint`, runs that share
+    a label and score disjoint benchmarks keep it (a table merges them into one row, `merge_same_label`)."""
+    labels = [r.label for r in runs]
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        task_sets = [set(runs[i].info.get("tasks") or {}) for i in members]
+        if merge_disjoint and sum(len(t) for t in task_sets) == len(set().union(*task_sets)):
+            continue
+        parts = [Path(runs[i].path).resolve().parts for i in members]
+        for depth in range(1, max(len(p) for p in parts) + 1):
+            names = ["/".join(p[-depth:]) for p in parts]
+            if len(set(names)) == len(names):
+                break
+        for i, name in zip(members, names, strict=True):
+            labels[i] = name
+    return labels
+
+
 def merge_same_label(rows: list[Row]) -> list[Row]:
     """Merge run rows that share a label and have no benchmark in common (kept in first-seen order)."""
     out: list[Row] = []
@@ -297,7 +321,10 @@ def table(run_paths: list[str], ks: list[int] | None = None, fmt: str = "md", re
     if not allow_different_problems:
         check_same_problems(runs)
     ks = default_table_ks(runs) if ks is None else ks
-    return table_from_rows([run_row(r, ks) for r in runs], ks, fmt, reference, tasks)
+    rows = [run_row(r, ks) for r in runs]
+    for row, label in zip(rows, distinct_labels(runs), strict=True):
+        row.label = label
+    return table_from_rows(rows, ks, fmt, reference, tasks)
 
 
 def table_from_rows(rows: list[Row], ks: list[int], fmt: str = "md", reference: str | None = None,

@@ -45,17 +45,16 @@ def _recipes_dir() -> Path:
 
 REPRODUCE_DIR = _recipes_dir()
 
-# Throughput assumption behind every GPU-hour estimate (H100-hours), our planning
-# assumptions:
-# - generation: about 10,000 generated tokens/s for a 7B model on one H100 with vLLM (a planning
-#   figure below a third-party 12.5k tok/s for Llama-3.1-8B); other sizes scaled by 7.6B / size [I];
+# Throughput assumption behind every GPU-hour estimate (H100-hours):
+# - generation: about 10,000 generated tokens/s for a 7B model on one H100 with vLLM (a planning figure
+#   below third-party measurements of 12.5k tok/s for Llama-3.1-8B); other sizes scaled by 7.6B / size;
 # - training: 8 x params FLOPs per trained token (6N forward + backward, 2N for the old-log-prob pass,
 #   +2N when a reference model is scored) at 20% MFU of the H100's 989 dense bf16 TFLOPS (verl's
-#   published DeepSeek-671B run measured MFU 0.19).
+#   DeepSeek-671B training run reports MFU 0.19).
 DECODE_TOKENS_PER_S_7B = 10_000.0
 H100_BF16_TFLOPS = 989.0
 ASSUMED_MFU = 0.2
-THROUGHPUT_SOURCE = "planning assumptions: 10k tok/s vLLM decoding for 7B on 1 H100; verl's DeepSeek run at MFU 0.19"
+THROUGHPUT_SOURCE = "a planning figure for vLLM on a 7B model on 1 H100; verl's DeepSeek training run reports MFU 0.19"
 
 CHECKPOINT_RULES = ("last", "best_avg", "best_per_task")
 EXTRACTION_RULES = ("boxed", "any_boxed", "task")
@@ -155,7 +154,7 @@ class Hardware:
 class Throughput:
     decode_tokens_per_s: float | None = None   # per GPU; default DECODE_TOKENS_PER_S_7B scaled by size
     mfu: float = ASSUMED_MFU
-    mean_response_tokens: int = 1000           # for the "typical" estimate [I]
+    mean_response_tokens: int = 1000           # for the "typical" estimate (an assumption)
     mean_prompt_tokens: int = 200
 
 
@@ -657,7 +656,7 @@ def format_plan(p: Plan) -> str:
                f"{p.gpu_hours_typical:,.0f} at about {r.throughput.mean_response_tokens} response tokens")
     out.append(f"           assumption: {_decode_tps(r):,.0f} generated tokens/s per GPU; training at "
                f"{r.throughput.mfu:.0%} MFU of {H100_BF16_TFLOPS:g} TFLOPS ({THROUGHPUT_SOURCE})")
-    out.append(f"           paper: {r.hardware.gpus} x {r.hardware.gpu}; {r.hardware.paper_compute or '[not found]'}")
+    out.append(f"           paper: {r.hardware.gpus} x {r.hardware.gpu}; {r.hardware.paper_compute or 'compute not stated in the paper'}")
     runner = ("our trainer on one device" if r.hardware.backend == "local" and r.hardware.gpus == 1
               else f"rlvr train --backend verl on {r.hardware.gpus} GPUs")
     out.append(f"runs with  {runner}; evaluation with the {', '.join(sorted({e.engine for e in r.evaluations}))} "

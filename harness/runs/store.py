@@ -157,6 +157,8 @@ def read_json(path: Path, what: str) -> Any:
         raise UserError(f"{path}: no such file ({what})") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read {what} ({getattr(e, 'strerror', None) or e})") from None
 
 
 def _record_lines(records: Iterable[dict]) -> list[str]:

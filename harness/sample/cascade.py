@@ -137,11 +137,12 @@ class Prefix:
 
 
 def prefill(model: Any, prompt: list[int]) -> Prefix:
+    from rlvr.harness.sample.models import cache_kwargs
     from transformers import DynamicCache
 
     cache = DynamicCache()
     x = torch.tensor([prompt], device=model.model.embed_tokens.weight.device)
-    logits = model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1, :]
+    logits = model(input_ids=x, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1).logits[0, -1, :]
     kv = [(layer.keys[0].transpose(1, 2).contiguous(), layer.values[0]) for layer in cache.layers]
     return Prefix(tuple(prompt), kv, logits)
 

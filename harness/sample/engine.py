@@ -332,16 +332,18 @@ class _TransformersDecoder:
 
     def __init__(self, model: Any, prompts: list[list[int]], shared: bool, pad_id: int):
         import torch
+        from rlvr.harness.sample.models import cache_kwargs
         from transformers import DynamicCache
 
         self.model = model
         device = next(model.parameters()).device
         b = len(prompts)
         self.cache = DynamicCache()
+        self.cache_kw = cache_kwargs(model, self.cache)
         if shared:
             # no padding, so no attention mask is needed
             x = torch.tensor([prompts[0]], device=device)
-            self.first_logits = model(input_ids=x, past_key_values=self.cache, use_cache=True,
+            self.first_logits = model(input_ids=x, **self.cache_kw, use_cache=True,
                                       logits_to_keep=1).logits[:, -1, :].expand(b, -1)
             self.cache.batch_repeat_interleave(b)
             self.attn = self.next_pos = None
@@ -354,7 +356,7 @@ class _TransformersDecoder:
                 self.attn[r, width - len(p):] = 1
             pos = (self.attn.cumsum(-1) - 1).clamp_(min=0)
             self.first_logits = model(input_ids=x, attention_mask=self.attn, position_ids=pos,
-                                      past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+                                      **self.cache_kw, use_cache=True, logits_to_keep=1).logits[:, -1, :]
             self.next_pos = torch.tensor([len(p) for p in prompts], device=device)
 
     def select(self, keep) -> None:
@@ -370,7 +372,7 @@ class _TransformersDecoder:
             self.attn = torch.cat([self.attn, self.attn.new_ones((self.attn.shape[0], 1))], dim=1)
             kwargs = {"attention_mask": self.attn, "position_ids": self.next_pos.unsqueeze(-1)}
             self.next_pos = self.next_pos + 1
-        return self.model(input_ids=tokens.unsqueeze(-1), past_key_values=self.cache, use_cache=True,
+        return self.model(input_ids=tokens.unsqueeze(-1), **self.cache_kw, use_cache=True,
                           logits_to_keep=1, **kwargs).logits[:, -1, :]
 
 

@@ -30,6 +30,12 @@ TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special
                              "spiece.model", "chat_template.jinja", "chat_template.json"})
 
 
+# the `rlvr init-model` flag of each TinyModelSpec field, for error messages
+SPEC_FLAGS = {"vocab_size": "--vocab-size", "hidden_size": "--hidden-size", "num_layers": "--layers",
+              "num_heads": "--heads", "num_kv_heads": "--heads", "intermediate_size": "intermediate_size",
+              "max_position_embeddings": "max_position_embeddings"}
+
+
 @dataclass(frozen=True)
 class TinyModelSpec:
     """Size of a model built by `init_model` (defaults: about 0.15M parameters, CPU-fast)."""
@@ -42,6 +48,30 @@ class TinyModelSpec:
     intermediate_size: int = 192
     max_position_embeddings: int = 4096
     seed: int = 0
+
+    def check(self) -> None:
+        """Refuse a shape the architecture cannot run (a `UserError` naming the flag), before anything is
+        built: attention splits hidden_size into num_heads heads of an even size (rotary embeddings rotate
+        pairs of dimensions), and the query heads share num_kv_heads key/value heads evenly."""
+        f = SPEC_FLAGS
+        for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                     "max_position_embeddings"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{f[name]}: must be at least 1, got {getattr(self, name)}")
+        low = 256 + len(SPECIAL_TOKENS)   # the byte alphabet of the BPE and the special tokens
+        if self.vocab_size < low:
+            raise UserError(f"{f['vocab_size']}: must be at least {low} (256 bytes and {len(SPECIAL_TOKENS)} "
+                            f"special tokens), got {self.vocab_size}")
+        if self.hidden_size % self.num_heads:
+            raise UserError(f"{f['hidden_size']} {self.hidden_size} is not a multiple of {f['num_heads']} "
+                            f"{self.num_heads} (each attention head gets hidden_size / heads dimensions)")
+        if (self.hidden_size // self.num_heads) % 2:
+            raise UserError(f"{f['hidden_size']} {self.hidden_size} / {f['num_heads']} {self.num_heads} = "
+                            f"{self.hidden_size // self.num_heads} dimensions per head; rotary position "
+                            f"embeddings need an even number")
+        if self.num_heads % self.num_kv_heads:
+            raise UserError(f"{f['num_heads']} {self.num_heads}: not a multiple of the {self.num_kv_heads} "
+                            f"key/value heads")
 
 
 def default_tokenizer_corpus() -> list[str]:
@@ -85,10 +115,14 @@ def init_model(out: str | Path, spec: TinyModelSpec = TinyModelSpec(), corpus: I
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    spec.check()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out: {out} is not empty (pass --overwrite to replace it)")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UserError(f"--out: {out} is not an empty directory (pass --overwrite to replace it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create {out} ({e.strerror or e})") from None
     tokenizer = build_tokenizer(corpus if corpus is not None else default_tokenizer_corpus(), spec.vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
@@ -124,38 +158,55 @@ def resolve_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device: expected auto, cpu, cuda or cuda:N (a torch device), got {device!r}") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA device is available here")
     return device
 
 
-def resolve_model(name_or_path: str) -> str:
+def looks_like_path(name: str) -> bool:
+    """Whether a model name can only mean a local directory: it starts with `.`, `/` or `~`, has more
+    than one `/` (a hub id is `org/name`), or its parent directory exists here (`models/x` beside a
+    `models/` folder)."""
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        return True
+    parent = Path(name).expanduser().parent
+    return str(parent) not in ("", ".") and parent.is_dir()
+
+
+def resolve_model(name_or_path: str, what: str = "--model") -> str:
     """What `from_pretrained` gets: a local directory that holds a model (its config.json), or a hub id.
-    Cheap, so callers check --model with it before loading data or weights."""
+    Cheap, so callers check --model with it before loading data or weights. `what` names the flag or
+    config field the name came from, for the error message."""
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
             # a training output folder keeps its models in checkpoints/ (`last` links to the newest)
             hint = next((c for c in (local / "checkpoints" / "last", local / "last") if (c / "config.json").is_file()),
                         None)
-            raise UserError(f"--model: {name_or_path} holds no model (no config.json)"
+            raise UserError(f"{what}: {name_or_path} holds no model (no config.json)"
                             + (f"; did you mean {hint}?" if hint else ""))
         return str(local)
     if local.exists():
-        raise UserError(f"--model: {name_or_path} is a file; pass the directory that holds the model")
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
-        raise UserError(f"--model: {name_or_path} does not exist")
+        raise UserError(f"{what}: {name_or_path} is a file; pass the directory that holds the model")
+    if looks_like_path(name_or_path):
+        raise UserError(f"{what}: {name_or_path}: no such directory")
     return name_or_path
 
 
-def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None):
+def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", revision: str | None = None,
+               what: str = "--model"):
     """(model, tokenizer) from a hub id or a local directory, in eval mode on `device`. A hub id is
-    looked up in the local cache only when the hub cannot be reached (see `hub_reachable`)."""
+    looked up in the local cache only when the hub cannot be reached (see `hub_reachable`). `what`
+    names the flag or config field the name came from, for error messages."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    src = resolve_model(name_or_path)
+    src = resolve_model(name_or_path, what)
     offline = not Path(src).is_dir() and not hub_reachable()
     try:
         tokenizer = AutoTokenizer.from_pretrained(src, revision=revision, local_files_only=offline)
@@ -163,11 +214,23 @@ def load_model(name_or_path: str, device: str = "auto", dtype: str = "auto", rev
                                                      local_files_only=offline)
     except OSError as e:
         where = "; the hub is not reachable from here, so only the local cache was searched" if offline else ""
-        raise UserError(f"--model: cannot load {name_or_path} ({str(e).splitlines()[0][:200]}){where}") from None
+        raise UserError(f"{what}: cannot load {name_or_path} ({str(e).splitlines()[0][:200]}){where}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(dev).eval()
     return model, tokenizer
+
+
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """The keyword argument that hands a KV cache to `model`'s forward: `cache` in transformers releases
+    that deprecate `past_key_values` (a FutureWarning on every call), `past_key_values` in older ones."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        params = {}
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 
 def _safetensors_digest(path: Path, h) -> None:

@@ -32,8 +32,8 @@ def pretrain(model_dir: str | Path, documents: Sequence[tuple[str, str]], cfg: P
     Each document is tokenised as prompt + solution + EOS; the loss covers the solution and EOS.
     """
     import torch
+    from rlvr.harness.progress import bar as tqdm
     from rlvr.harness.sample.models import load_model
-    from tqdm import tqdm
 
     model, tok = load_model(str(model_dir), device="cpu", dtype="float32")
     model.train()

@@ -13,7 +13,9 @@ for the whole batch -- in the backward pass too:
   alive in the backward; kept for comparison, benchmarks/bench_token_stats.py measures both).
 * impl="naive": the whole logits tensor at once; the reference for tests and benchmarks.
 
-Logits are divided by the sampling temperature before every statistic. The logits of
+Logits are divided by the sampling temperature before every statistic (the distribution the rollouts were sampled
+from, as verl and TRL score them), except where a method asks for the raw logits (Lp-Reg's min-p proxy, `minp_raw`,
+as its official code builds it). The logits of
 a chunk are computed in the hidden states' dtype and upcast to at least float32 for the softmax.
 
 Which statistics a method needs and when (old-log-prob time vs the update) is decided by

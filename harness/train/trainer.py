@@ -238,6 +238,31 @@ class _Rollout:
     reward: float
 
 
+def single_rollout_warning(method: Any, rollouts_per_prompt: int) -> str | None:
+    """A one-line warning when a group-relative method (a rollout's advantage compares its reward with the
+    other rollouts of its prompt, as GRPO's does) trains on groups of one rollout, where there is nothing to
+    compare: the advantage is then 0 (no gradient) or, with verl's convention for groups of one, the raw
+    reward (REINFORCE without a baseline). Found by asking the method for advantages, not by its name."""
+    if rollouts_per_prompt != 1:
+        return None
+    import torch
+
+    def adv(rewards: list[float], groups: list[int]):
+        return method.advantages(torch.tensor(rewards), torch.tensor(groups), torch.ones(len(rewards), 2))
+
+    try:   # does a rollout's advantage depend on the other rollouts of its group?
+        relative = not torch.allclose(adv([1.0, 0.0], [0, 0])[0], adv([1.0, 1.0], [0, 0])[0])
+        alone = adv([0.0, 1.0], [0, 1])
+    except Exception:   # a method that cannot score such a batch says so when training starts
+        return None
+    if not relative:
+        return None
+    what = ("every advantage is 0, so training changes nothing" if not bool(torch.count_nonzero(alone))
+            else "the advantage falls back to the raw reward, without the group baseline")
+    return (f"rlvr: warning: rollouts_per_prompt is 1, but {method.name} compares the rollouts of one prompt: "
+            f"{what} (use rollouts_per_prompt >= 2)")
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True):
         import torch
@@ -251,6 +276,9 @@ class Trainer:
             print(f"rlvr: note: method.overlong_max_len {limit} with overlong_cache {self.method.overlong_cache}: "
                   f"the overlong penalty starts past {limit - self.method.overlong_cache} tokens, beyond "
                   f"sampling.max_new_tokens {cfg.sampling.max_new_tokens}, so it never applies", file=sys.stderr)
+        note = single_rollout_warning(self.method, cfg.rollouts_per_prompt)
+        if note:
+            print(note, file=sys.stderr)
         self.out = Path(cfg.out)
         self.ckpt_root = self.out / "checkpoints"
         self.state = {"step": 0, "cursor": 0}
@@ -268,11 +296,11 @@ class Trainer:
         from rlvr.harness.verify.pool import preflight
 
         preflight([*cfg.tasks, *(cfg.eval.tasks or [])])   # a verifier that cannot run stops us before the model loads
-        self.model, self.tok = load_model(model_src, self.device, cfg.dtype)
+        self.model, self.tok = load_model(model_src, self.device, cfg.dtype, what="field 'model'")
         self.ref = None
         if "ref_logp" in self.method.requires:
             ref_src = cfg.model
-            self.ref, _ = load_model(ref_src, self.device, cfg.dtype)
+            self.ref, _ = load_model(ref_src, self.device, cfg.dtype, what="field 'model'")
             self.ref.requires_grad_(False)
         o = cfg.optimizer
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
@@ -299,9 +327,9 @@ class Trainer:
     def _train(self, pool=None) -> Path:
         import contextlib
 
+        from rlvr.harness.progress import bar as tqdm
         from rlvr.harness.sample.engine import HFEngine
         from rlvr.harness.verify.pool import VerifierPool
-        from tqdm import tqdm
 
         info_path = self.out / "train.json"
         if self.state["step"] and info_path.exists():

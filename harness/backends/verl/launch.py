@@ -46,7 +46,7 @@ from rlvr.harness.backends.verl import (
     VERL_VERSION,
     verl_name,
 )
-from rlvr.harness.config import from_dict, read_config_data
+from rlvr.harness.config import blame, from_dict, read_config_data
 from rlvr.harness.errors import UserError
 from rlvr.harness.train.trainer import TrainConfig, build_method, training_problems
 from rlvr.methods.base import Method
@@ -141,7 +141,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> tuple[TrainCon
             raise UserError(f"field 'verl': expected a mapping, got {section!r}")
         return from_dict(TrainConfig, data), from_dict(VerlSection, section, "verl")
     except UserError as e:
-        raise UserError(f"{path}: {e}") from None
+        raise UserError(blame(str(e), path, overrides)) from None
 
 
 def check_method(method: Method) -> None:

@@ -1,6 +1,6 @@
 """The version-gated patch of verl 0.9.1 that feeds our losses what verl's loss never receives.
 
-verl's policy loss gets the sampled token's log-prob only (anchors 1.3). Our losses also read
+verl's policy loss gets the sampled token's log-prob only (`compute_policy_loss` in verl/trainer/ppo/core_algos.py). Our losses also read
 entropy, reference log-probs, the sampled tokens and the verifier rewards, and Lp-Reg and CaSP read
 statistics of the whole next-token distribution. Two functions of verl 0.9.1 are replaced:
 
