@@ -22,7 +22,15 @@ from pathlib import Path
 from rlvr.harness.errors import UserError
 from rlvr.harness.provenance import sha256_text
 from rlvr.harness.report.metrics import update_metrics
-from rlvr.harness.runs.store import RUN_FILE, VOLATILE_KEYS, Run, first_difference, read_json, sample_key
+from rlvr.harness.runs.store import (
+    RUN_FILE,
+    TRAIN_INFO,
+    VOLATILE_KEYS,
+    Run,
+    first_difference,
+    read_json,
+    sample_key,
+)
 from rlvr.harness.sample.engine import Engine, SamplingParams, sample_seed
 from rlvr.harness.verify.task_options import configured_task
 from rlvr.tasks.base import Problem, Task
@@ -54,6 +62,8 @@ class EvalConfig:
     label: str | None = None                                   # display only: a resume may change it
     step: int | None = None
     method: dict | None = None                                 # set when a trainer evaluates a checkpoint
+    arm: str | None = None             # the arm across training seeds (default: the checkpoint's, else the label)
+    train_seed: int | None = None      # the training seed (default: the checkpoint's; None for an untrained model)
 
     def __post_init__(self):
         if self.n < 1:
@@ -173,7 +183,7 @@ def check_resumable(out: str, settings: dict) -> dict | None:
         raise UserError(f"{run_file}: not a run file (expected a JSON object)")
 
     def comparable(s: dict) -> dict:
-        kept = {k: v for k, v in s.items() if k not in VOLATILE_KEYS and k not in ("label", *_MODEL_DECIDED)}
+        kept = {k: v for k, v in s.items() if k not in VOLATILE_KEYS and k not in (*_GROUPING, *_MODEL_DECIDED)}
         if isinstance(kept.get("tasks"), dict):
             kept["tasks"] = {t: {k: v for k, v in i.items() if k not in _MODEL_DECIDED} if isinstance(i, dict)
                              else i for t, i in kept["tasks"].items()}
@@ -184,6 +194,31 @@ def check_resumable(out: str, settings: dict) -> dict | None:
         raise UserError(f"{out}: cannot resume, setting '{diff}' differs from the stored run "
                         f"(use a new --out for new settings)")
     return stored
+
+
+# run.json keys that group runs and change no sample (a resume may change them, like the label)
+_GROUPING = ("label", "arm", "train_seed")
+
+
+def training_info(model: str) -> dict:
+    """What a checkpoint of our trainer records about its training (rlvr_train.json: arm, train_seed,
+    method, reward), {} for any other model."""
+    f = Path(model) / TRAIN_INFO
+    if not f.is_file():
+        return {}
+    try:
+        info = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def run_grouping(cfg: EvalConfig) -> dict:
+    """run.json's `arm` (the arm across training seeds) and `train_seed`: the config's, else the evaluated
+    checkpoint's training record, else the label and None (an untrained model has no training seed)."""
+    info = training_info(cfg.model)
+    seed = cfg.train_seed if cfg.train_seed is not None else info.get("train_seed")
+    return {"arm": cfg.arm or info.get("arm") or cfg.label, "train_seed": seed}
 
 
 def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
@@ -219,7 +254,7 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
                                    cfg.data_dir, cfg.shard, cfg.limit)
 
     settings = {
-        "label": cfg.label, "step": cfg.step,
+        "label": cfg.label, **run_grouping(cfg), "step": cfg.step,
         "model": {**model_fingerprint(cfg.model, cfg.revision), "dtype": cfg.dtype},
         "method": cfg.method, "tasks": task_info, "n": cfg.n,
         "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
@@ -244,7 +279,10 @@ def evaluate(cfg: EvalConfig, engine: Engine | None = None, tokenizer=None, prog
             settings["label"] = stored.get("label")
         elif cfg.label != stored.get("label"):
             print(f"rlvr: note: {cfg.out}: label {stored.get('label')!r} -> {cfg.label!r}", file=sys.stderr)
-    run = Run.create(cfg.out, settings, may_change=("label", "verifiers"))
+        for key in ("arm", "train_seed"):       # a resume that does not say keeps what the run recorded
+            if settings[key] is None:
+                settings[key] = stored.get(key)
+    run = Run.create(cfg.out, settings, may_change=(*_GROUPING, "verifiers"))
     done = run.done_keys()
     # samples whose verifier could not judge them are verified again from their stored text (no sampling);
     # one without its text is sampled again (its seed gives the same completion)
