@@ -61,6 +61,12 @@ def test_eval_of_a_checkpoint_records_its_arm_and_training_seed(tmp_path, tiny_m
                               out=str(tmp_path / "eval"), n=2, sampling=sampling, workers=1),
                    progress=False, print_table=False)
     assert (run.info["arm"], run.info["train_seed"]) == ("grpo", 3)
+    # a checkpoint written before rlvr_train.json existed: its training run's train.json says the same
+    (out / "checkpoints" / "last" / "rlvr_train.json").unlink()
+    old = evaluate(EvalConfig(model=str(out / "checkpoints" / "last"), tasks=["test_first_digit"],
+                              out=str(tmp_path / "eval-old"), n=2, sampling=sampling, workers=1),
+                   progress=False, print_table=False)
+    assert (old.info["arm"], old.info["train_seed"]) == ("grpo", 3)
     base = evaluate(EvalConfig(model=str(tiny_model), tasks=["test_first_digit"], out=str(tmp_path / "base"), n=2,
                                sampling=sampling, workers=1, label="base"), progress=False, print_table=False)
     assert (base.info["arm"], base.info["train_seed"]) == ("base", None)

@@ -202,15 +202,23 @@ _GROUPING = ("label", "arm", "train_seed")
 
 def training_info(model: str) -> dict:
     """What a checkpoint of our trainer records about its training (rlvr_train.json: arm, train_seed,
-    method, reward), {} for any other model."""
-    f = Path(model) / TRAIN_INFO
-    if not f.is_file():
-        return {}
+    method, reward; for a checkpoint written before that file existed, its training run's train.json in
+    OUT/checkpoints/../), {} for any other model."""
+    path = Path(model)
     try:
-        info = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        if (path / TRAIN_INFO).is_file():
+            info = json.loads((path / TRAIN_INFO).read_text())
+            return info if isinstance(info, dict) else {}
+        run = path.resolve().parent
+        if run.name == "checkpoints" and (run.parent / "train.json").is_file():
+            info = json.loads((run.parent / "train.json").read_text())
+            cfg = info.get("config") or {}
+            method = (info.get("method") or {}).get("name")
+            return {"arm": info.get("arm") or cfg.get("arm") or cfg.get("label") or method,
+                    "train_seed": cfg.get("seed"), "method": method}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        pass
+    return {}
 
 
 def run_grouping(cfg: EvalConfig) -> dict:
