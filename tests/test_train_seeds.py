@@ -273,3 +273,16 @@ def test_a_recipe_with_seeds_trains_and_evaluates_each_arm_once_per_seed(tmp_pat
     assert Run.open(out / "eval" / "e" / "base").info["train_seed"] is None
     text = (out / "table-t1.md").read_text()
     assert "| GRPO-s0 " in text and "| GRPO-s1 " in text and "Δ GRPO-s1 − GRPO" in text
+
+
+def test_signal_changes_reports_a_golden_difference_that_is_gone():
+    golden = {"diff": 0.05, "p": 0.001, "p_below": 0.999,
+              "tasks": {"a": {"diff": -0.1, "p": 0.999, "p_below": 0.002}, "b": {"diff": 0.0, "p": 0.5, "p_below": 0.5}}}
+    same = {"diff": 0.04, "p": 0.01, "p_below": 0.99,
+            "tasks": {"a": {"diff": -0.08, "p": 0.99, "p_below": 0.01}, "b": {"diff": 0.0, "p": 0.5, "p_below": 0.5}}}
+    flat = {"diff": 0.0, "p": 0.5, "p_below": 0.5,
+            "tasks": {"a": {"diff": 0.0, "p": 0.5, "p_below": 0.5}, "b": {"diff": 0.0, "p": 0.5, "p_below": 0.5}}}
+    assert micro.signal_changes(golden, same, strong=0.01) == []
+    lost = micro.signal_changes(golden, flat, strong=0.01)
+    assert [line.split(":")[0] for line in lost] == ["overall", "a"]
+    assert "above" in lost[0] and "below" in lost[1]

@@ -465,30 +465,57 @@ def beats(runs: list[str], others: list[str], iterations: int = 4000, seed: int 
     mean of one minus the other's, with a two-level paired bootstrap (the seeds of each side with
     replacement, then the problems of each task with replacement, the same draw for both sides).
     Returns {"diff", "lo", "hi" (the alpha and 1-alpha quantiles), "p" (the share of resampled
-    differences <= 0, the one-sided p of "beats"), "beats" (p < alpha), "seeds", "problems"}."""
+    differences <= 0, the one-sided p of "beats"), "p_below" (the share >= 0, the one-sided p of "is
+    beaten"), "beats" (p < alpha), "seeds", "problems", "tasks": {task: {"diff", "p", "p_below"}}}."""
     a, b = _pass1(runs), _pass1(others)
     tasks = [t for t in a if t in b]
     if not tasks:
         raise UserError(f"{runs[0]} and {others[0]} share no judged problem")
     rng = np.random.default_rng(seed)
+
+    def ps(boot: np.ndarray) -> tuple[float, float]:
+        return (float((np.count_nonzero(boot <= 0) + 1) / (iterations + 1)),
+                float((np.count_nonzero(boot >= 0) + 1) / (iterations + 1)))
+
     boot = np.zeros(iterations)
-    point = 0.0
+    point, per_task, problems = 0.0, {}, 0
     for task in tasks:
         ids = [p for p in a[task] if p in b[task]]
+        problems += len(ids)
         A = np.stack([a[task][p] for p in ids], axis=1)      # [S_a, P]
         B = np.stack([b[task][p] for p in ids], axis=1)      # [S_b, P]
-        point += float(A.mean() - B.mean())
+        d_task = float(A.mean() - B.mean())
+        point += d_task
         sa = rng.integers(A.shape[0], size=(iterations, A.shape[0]))
         sb = rng.integers(B.shape[0], size=(iterations, B.shape[0]))
         d = A[sa].mean(axis=1) - B[sb].mean(axis=1)          # [iterations, P]: seed-resampled per-problem differences
         idx = rng.integers(len(ids), size=(iterations, len(ids)))
-        boot += np.take_along_axis(d, idx, axis=1).mean(axis=1)
+        task_boot = np.take_along_axis(d, idx, axis=1).mean(axis=1)
+        boot += task_boot
+        up, down = ps(task_boot)
+        per_task[task] = {"diff": d_task, "p": up, "p_below": down}
     boot /= len(tasks)
     point /= len(tasks)
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    p = float((np.count_nonzero(boot <= 0) + 1) / (iterations + 1))
-    return {"diff": point, "lo": float(lo), "hi": float(hi), "p": p, "beats": p < alpha, "seeds": len(runs),
-            "problems": sum(len([p for p in a[t] if p in b[t]]) for t in tasks)}
+    up, down = ps(boot)
+    return {"diff": point, "lo": float(lo), "hi": float(hi), "p": up, "p_below": down, "beats": up < alpha,
+            "seeds": len(runs), "problems": problems, "tasks": per_task}
+
+
+def signal_changes(golden: dict, now: dict, strong: float, alpha: float = LEARNING_ALPHA) -> list[str]:
+    """Where a golden `beats` result (of an arm against the base or the control) shows a clear difference,
+    overall or on a task, in either direction (one-sided p below `strong`), whether `now` still shows it
+    (p below `alpha`): one line per difference that is gone. A method that stopped learning loses them all."""
+    lost = []
+    scopes = [("overall", golden, now)] + [(t, g, now.get("tasks", {}).get(t)) for t, g in
+                                           golden.get("tasks", {}).items()]
+    for scope, g, n in scopes:
+        for key, word in (("p", "above"), ("p_below", "below")):
+            if g.get(key, 1.0) < strong and (n is None or n[key] >= alpha):
+                was = f"{100 * g['diff']:+.1f} points (p = {g[key]:.4f})"
+                got = "no result" if n is None else f"{100 * n['diff']:+.1f} (p = {n[key]:.3f})"
+                lost.append(f"{scope}: the golden was {word} by {was}, this run {got}")
+    return lost
 
 
 def arm_runs(out: Path, arm: str) -> list[str]:
@@ -635,6 +662,6 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
 
 
 __all__ = ["MicroRecipe", "QUICK", "RANDOM_REWARD_ARM", "REGRESSION_TOLERANCE", "SHIPPED_BASE", "UNIT_SECONDS",
-           "arm_runs", "beats", "build_base", "build_environment", "estimate_seconds", "learning_signal", "run_label",
+           "arm_runs", "beats", "build_base", "signal_changes", "build_environment", "estimate_seconds", "learning_signal", "run_label",
            "check_shipped_base", "compare_weights", "compare_with_committed", "evaluate_model", "micro_base",
            "run_micro", "ship_base", "train_method"]
