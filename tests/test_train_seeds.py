@@ -286,3 +286,16 @@ def test_signal_changes_reports_a_golden_difference_that_is_gone():
     lost = micro.signal_changes(golden, flat, strong=0.01)
     assert [line.split(":")[0] for line in lost] == ["overall", "a"]
     assert "above" in lost[0] and "below" in lost[1]
+
+
+def test_moved_finds_a_seed_that_left_the_base_and_not_a_copy(tmp_path):
+    rates = [0.2, 0.4, 0.5, 0.6, 0.3, 0.7, 0.45, 0.55]
+    base = run(tmp_path / "base", {"t": bern(rates, 64, 0), "u": bern(rates, 64, 1)}, arm="base")
+    copies = [str(run(tmp_path / f"copy-s{s}", {"t": bern(rates, 64, 0), "u": bern(rates, 64, 1)}, "copy", s))
+              for s in range(3)]
+    assert micro.moved(copies, [str(base)])["p"] == 1.0
+    # one seed of three drops by 30 points on task u (the samples of the rest are the base's)
+    arm = copies[:2] + [str(run(tmp_path / "down-s2", {"t": bern(rates, 64, 0),
+                                                       "u": bern([r - 0.3 for r in rates], 64, 1)}, "down", 2))]
+    m = micro.moved(arm, [str(base)])
+    assert m["p"] < 0.01 and (m["run"], m["task"]) == ("down-s2", "u") and m["diff"] < -0.2
