@@ -402,7 +402,7 @@ def _setup_reproduce(p: argparse.ArgumentParser) -> None:
                    help="full: the paper's setting (default); micro: the recipe's method configs on the micro "
                         "world, on CPU")
     p.add_argument("--quick", action="store_true", help="micro world: fewer problems, K = 64, fewer RL steps "
-                                                        "(about 2 minutes once the base model is cached)")
+                                                        "(about 3 minutes on 2 cores, every training seed)")
     p.add_argument("--out", help="output directory (default: runs/micro[-quick], runs/reproduce/NAME[-micro])")
     p.add_argument("--cache", default=".cache/rlvr", help="where base models built here are cached (--rebuild-base, "
                                                           "recipes of another base) (default: .cache/rlvr)")
