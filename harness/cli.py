@@ -30,6 +30,17 @@ def _csv_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _seed_list(text: str) -> list[int]:
+    """`--seeds 0,1,2`: distinct non-negative integers."""
+    try:
+        seeds = [int(x) for x in _csv_list(text)]
+    except ValueError:
+        raise UserError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: expected distinct integers >= 0, got {text!r}")
+    return seeds
+
+
 # ---- table -------------------------------------------------------------------------------------
 
 def _setup_table(p: argparse.ArgumentParser) -> None:
@@ -42,6 +53,8 @@ def _setup_table(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="md", choices=["md", "latex", "csv"], help="output format (default: md)")
     p.add_argument("--reference", metavar="FILE", help="JSON file of published numbers, added as marked rows")
     p.add_argument("--tasks", type=_csv_list, help="comma-separated benchmark columns (default: all present)")
+    p.add_argument("--boundary", metavar="BASE", help="instead: the boundary table against the base run BASE, per "
+                   "run and task the problems BASE never solves in its samples that the run solves, and the reverse")
     p.add_argument("--allow-different-problems", action="store_true",
                    help="tabulate runs that scored a benchmark on different problem sets")
     p.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
@@ -52,6 +65,17 @@ def _cmd_table(a: argparse.Namespace) -> int:
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.tables import parse_ks, table
 
+    if a.boundary:
+        from rlvr.harness.report.boundary import boundary, boundary_csv, boundary_md
+        from rlvr.harness.runs.store import Run
+
+        if a.format == "latex":
+            raise UserError("--boundary: writes md or csv, not latex")
+        if not a.runs:
+            raise UserError("--boundary: give the runs to set against the base run")
+        rows = boundary(a.boundary, a.runs)
+        _emit(boundary_csv(rows).rstrip("\n") if a.format == "csv" else boundary_md(rows, Run.open(a.boundary).label), a.out)
+        return 0
     if a.k and a.metrics:
         raise UserError("--k and --metrics both choose the cells: give one (pass@K is a --metrics entry)")
     if a.metrics:
@@ -386,12 +410,15 @@ def _setup_reproduce(p: argparse.ArgumentParser) -> None:
                    help="full: the paper's setting (default); micro: the recipe's method configs on the micro "
                         "world, on CPU")
     p.add_argument("--quick", action="store_true", help="micro world: fewer problems, K = 64, fewer RL steps "
-                                                        "(about 2 minutes once the base model is cached)")
+                                                        "(about 3 minutes on 2 cores, every training seed)")
     p.add_argument("--out", help="output directory (default: runs/micro[-quick], runs/reproduce/NAME[-micro])")
     p.add_argument("--cache", default=".cache/rlvr", help="where base models built here are cached (--rebuild-base, "
                                                           "recipes of another base) (default: .cache/rlvr)")
     p.add_argument("--methods", help="comma-separated subset of methods (micro) or arm ids (recipes) to run "
                                      "(default: all)")
+    p.add_argument("--seeds", help="comma-separated training seeds: every trained arm is trained and evaluated once "
+                                   "per seed, into runs named ARM-sSEED (default: the micro recipe's 0,1,2; a "
+                                   "paper recipe's one seed)")
     p.add_argument("--data-dir", help="local benchmark directory (default: $RLVR_DATA_DIR)")
     p.add_argument("--rebuild-base", action="store_true",
                    help="micro world: pre-train the base model from scratch instead of loading the shipped one, "
@@ -407,19 +434,20 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
 
         cpu_isa.pin()
     only = _csv_list(a.methods) if a.methods else None
+    seeds = _seed_list(a.seeds) if a.seeds else None
     if a.rebuild_base and a.name != "micro":
         raise UserError("--rebuild-base applies to `rlvr reproduce micro`")
     if a.name != "micro":
         from rlvr.harness.reproduce.runner import reproduce
 
         return reproduce(a.name, dry_run=a.dry_run, scale=a.scale, quick=a.quick, out=a.out, cache=a.cache,
-                         arms=only, data_dir=a.data_dir)
+                         arms=only, data_dir=a.data_dir, seeds=seeds)
     if a.dry_run:
         raise UserError("--dry-run applies to the paper recipes; `rlvr reproduce micro --quick` is the short run")
     from rlvr.harness.reproduce.micro import run_micro
 
     out = a.out or ("runs/micro-quick" if a.quick else "runs/micro")
-    run_micro(out, a.cache, quick=a.quick, only=only, rebuild_base=a.rebuild_base)
+    run_micro(out, a.cache, quick=a.quick, only=only, rebuild_base=a.rebuild_base, seeds=seeds)
     return 0
 
 

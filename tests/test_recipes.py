@@ -342,12 +342,14 @@ def test_runs_of_one_model_under_two_protocols_make_one_row(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_micro(tmp_path_factory):
-    """A MicroRecipe small enough for the default suite: one family, a 20-step base, one RL step."""
+    """A MicroRecipe small enough for the default suite: one family, a 20-step base, one RL step, one
+    training seed, no random-reward control."""
     spec = TinyModelSpec(vocab_size=300, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                          intermediate_size=64, max_position_embeddings=256)
     base = MicroRecipe(families=("micro_arith",), base_spec=spec, base_problems_per_family=40,
                        pretrain=PretrainConfig(steps=20, batch_size=8, lr=3e-3, warmup=2), rl_steps=1,
-                       prompts_per_step=2, max_new_tokens=12, eval_n=4, eval_limit=1)
+                       prompts_per_step=2, max_new_tokens=12, eval_n=4, eval_limit=1, train_seeds=(0,),
+                       random_reward=False)
     return base, tmp_path_factory.mktemp("micro-cache")
 
 
@@ -365,13 +367,13 @@ def test_scale_micro_runs_the_recipe_arm_beside_the_paper(name, tiny_micro, tmp_
     out = capsys.readouterr().out
     method = arm.method["name"]
     # the arm's hyperparameters reached the trainer unchanged, with the recipe's group size
-    info = json.loads((tmp_path / "train" / method / "train.json").read_text())
+    info = json.loads((tmp_path / "train" / f"{method}-s0" / "train.json").read_text())
     assert info["method"] == {**info["method"], **{k: v for k, v in arm.method.items()}}
     assert info["config"]["rollouts_per_prompt"] == recipe.training.rollouts_per_prompt
-    assert Run.open(tmp_path / "runs" / method).info["n"] == base.eval_n
+    assert Run.open(tmp_path / "runs" / f"{method}-s0").info["n"] == base.eval_n
     ref_id = recipe.evaluations[0].reference_table
     text = (tmp_path / f"reference-{ref_id}.md").read_text()
-    assert f"| {method} " in text and "[published]" in text and "No deltas" in text
+    assert f"| {method}-s0 " in text and "[published]" in text and "No deltas" in text
     assert f"beside {name} reference.json#{ref_id}" in out
 
 

@@ -24,6 +24,7 @@ from rlvr.harness.provenance import sha256_text
 from rlvr.harness.report.metrics import update_metrics
 from rlvr.harness.runs.store import (
     RUN_FILE,
+    TRAIN_INFO,
     VOLATILE_KEYS,
     Run,
     drop_unrecorded,
@@ -66,6 +67,8 @@ class EvalConfig:
     label: str | None = None                                   # display only: a resume may change it
     step: int | None = None
     method: dict | None = None                                 # set when a trainer evaluates a checkpoint
+    arm: str | None = None             # the arm across training seeds (default: the checkpoint's, else the label)
+    train_seed: int | None = None      # the training seed (default: the checkpoint's; None for an untrained model)
 
     def __post_init__(self):
         if self.n < 1:
@@ -189,7 +192,7 @@ def check_resumable(out: str, settings: dict) -> dict | None:
         raise UserError(f"{run_file}: not a run file (expected a JSON object)")
 
     def comparable(s: dict) -> dict:
-        kept = {k: v for k, v in s.items() if k not in VOLATILE_KEYS and k not in ("label", *_MODEL_DECIDED)}
+        kept = {k: v for k, v in s.items() if k not in VOLATILE_KEYS and k not in (*_GROUPING, *_MODEL_DECIDED)}
         if isinstance(kept.get("tasks"), dict):
             kept["tasks"] = {t: {k: v for k, v in i.items() if k not in _MODEL_DECIDED} if isinstance(i, dict)
                              else i for t, i in kept["tasks"].items()}
@@ -224,6 +227,39 @@ def grow_samples(run_dir: str | Path, old_n: int, new_n: int, chunk: int) -> ran
         run = Run.open(run_dir)
         run.rewrite_samples([r for r in run._iter_lines() if int(r["sample_index"]) not in redo])
     return redo
+
+
+# run.json keys that group runs and change no sample (a resume may change them, like the label)
+_GROUPING = ("label", "arm", "train_seed")
+
+
+def training_info(model: str) -> dict:
+    """What a checkpoint of our trainer records about its training (rlvr_train.json: arm, train_seed,
+    method, reward; for a checkpoint written before that file existed, its training run's train.json in
+    OUT/checkpoints/../), {} for any other model."""
+    path = Path(model)
+    try:
+        if (path / TRAIN_INFO).is_file():
+            info = json.loads((path / TRAIN_INFO).read_text())
+            return info if isinstance(info, dict) else {}
+        run = path.resolve().parent
+        if run.name == "checkpoints" and (run.parent / "train.json").is_file():
+            info = json.loads((run.parent / "train.json").read_text())
+            cfg = info.get("config") or {}
+            method = (info.get("method") or {}).get("name")
+            return {"arm": info.get("arm") or cfg.get("arm") or cfg.get("label") or method,
+                    "train_seed": cfg.get("seed"), "method": method}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        pass
+    return {}
+
+
+def run_grouping(cfg: EvalConfig) -> dict:
+    """run.json's `arm` (the arm across training seeds) and `train_seed`: the config's, else the evaluated
+    checkpoint's training record, else the label and None (an untrained model has no training seed)."""
+    info = training_info(cfg.model)
+    seed = cfg.train_seed if cfg.train_seed is not None else info.get("train_seed")
+    return {"arm": cfg.arm or info.get("arm") or cfg.label, "train_seed": seed}
 
 
 def make_engine(cfg: EvalConfig) -> tuple[Engine, object | None]:
@@ -293,7 +329,7 @@ def _evaluate(cfg: EvalConfig, engine, tokenizer, progress: bool, print_table: b
     if engine is None and step is None and method is None:
         step, method = checkpoint_origin(cfg.model)
     settings = {
-        "label": cfg.label, "step": step,
+        "label": cfg.label, **run_grouping(cfg), "step": step,
         "model": {**model_fingerprint(cfg.model, cfg.revision), "dtype": cfg.dtype},
         "method": method, "tasks": task_info, "n": cfg.n,
         "sampling": {**asdict(cfg.sampling), "stop": list(cfg.sampling.stop)},
@@ -330,7 +366,10 @@ def _evaluate(cfg: EvalConfig, engine, tokenizer, progress: bool, print_table: b
             settings["label"] = stored.get("label")
         elif cfg.label != stored.get("label"):
             print(f"rlvr: note: {cfg.out}: label {stored.get('label')!r} -> {cfg.label!r}", file=sys.stderr)
-    run = Run.create(cfg.out, settings, may_change=("label", "verifiers", *(("n",) if grown else ())))
+        for key in ("arm", "train_seed"):       # a resume that does not say keeps what the run recorded
+            if settings[key] is None:
+                settings[key] = stored.get(key)
+    run = Run.create(cfg.out, settings, may_change=(*_GROUPING, "verifiers", *(("n",) if grown else ())))
     if grown:
         run.info.setdefault("grown", []).append({"time": run.info["resumes"][-1], **grown})
         write_json_atomic(run.path / RUN_FILE, run.info)

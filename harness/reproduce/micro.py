@@ -8,12 +8,20 @@ Stages (each timed and printed):
          the weights came out bit for bit the shipped ones. Other recipes build their base once and cache
          it under the cache directory, keyed by the recipe, the code, the library versions and the CPU
          kernels PyTorch runs (harness/cpu_isa.py), any of which changes the weights.
-  train  every registered method, from that base, with the same budget (steps, prompts, rollouts).
-  eval   the base model and every trained model, K samples per held-out problem (K = 1024; 64 with
-         --quick), through `rlvr eval`'s run store.
-  report `rlvr table` (pass@1 / 16 / 256 / 1024) and `rlvr plot` over all runs, into OUT; then one line
-         per model on whether its per-problem counts equal the committed run's (results/micro, or
-         tests/goldens/micro-quick for --quick), and one on the base model.
+  train  every registered method, from that base, with the same budget (steps, prompts, rollouts), once
+         per training seed (`train_seeds`; runs ARM-sN), and the random-reward control arm `random_reward`:
+         GRPO trained on rewards drawn at random with the base model's solve rate on the training prompts
+         (measured by the trainer from the base model's rollouts and recorded in its train.json). A method
+         that does not beat that control has shown no learning signal.
+  eval   the base model and every trained model, K samples per held-out problem (`eval_n`; 64 with
+         --quick), through `rlvr eval`'s run store; each run.json records its `arm` and `train_seed`.
+  report `rlvr table` and `rlvr plot` over all runs, and the boundary table (boundary.md / boundary.csv:
+         per run, the problems the base model never solves in its K samples that the run solves, and the
+         reverse), into OUT; then one line per model on whether its per-problem counts equal the committed
+         run's (results/micro, or tests/goldens/micro-quick for --quick), and one on the base model.
+
+The budget (seeds, steps, held-out problems, K) is the recipe's: `MicroRecipe` and `QUICK` below;
+`estimate_seconds` prints what a recipe costs from the measured per-unit times of `UNIT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from rlvr.harness.errors import UserError
 from rlvr.harness.sample.models import TinyModelSpec
 from rlvr.harness.train.pretrain import PretrainConfig
@@ -61,10 +70,26 @@ class MicroRecipe:
     lr: float = 2e-4
     temperature: float = 1.0
     max_new_tokens: int = 48
+    # training seeds: every method (and the random-reward control) is trained once per seed
+    train_seeds: tuple[int, ...] = (0, 1, 2)
+    random_reward: bool = True      # the random-reward control arm (GRPO, with grpo's overrides, on random rewards)
     # evaluation
-    eval_n: int = 1024
-    eval_limit: int = 8             # held-out problems per family
-    seed: int = 0
+    eval_n: int = 512
+    eval_limit: int = 24            # held-out problems per family
+    seed: int = 0                   # the base model's and the evaluations' seed (not a training seed)
+
+    def arms(self) -> list[tuple[str, str, dict, dict | None]]:
+        """(arm, method name, method overrides, reward section or None) of every trained arm."""
+        out = [(name, name, dict(over), None) for name, over in self.methods]
+        if self.random_reward:
+            grpo = dict(dict(self.methods).get("grpo", ()))
+            out.append((RANDOM_REWARD_ARM, "grpo", grpo, {"kind": "random"}))
+        return out
+
+    def trained_runs(self, only: list[str] | None = None) -> list[tuple[str, str, str, dict, dict | None, int]]:
+        """(run label ARM-sSEED, arm, method, overrides, reward, seed) of every training, seed by seed."""
+        return [(run_label(arm, seed), arm, name, over, reward, seed) for seed in self.train_seeds
+                for arm, name, over, reward in self.arms() if only is None or arm in only]
 
     def base_recipe_key(self) -> str:
         """A hash of what the recipe says about its base model (which base it is, not how it was made)."""
@@ -95,7 +120,43 @@ def build_environment() -> dict:
             "cpu_capability": cpu_isa.current()}
 
 
-QUICK = dict(eval_n=64, eval_limit=6, rl_steps=8)
+RANDOM_REWARD_ARM = "random_reward"
+
+
+def run_label(arm: str, seed: int) -> str:
+    """The run (and training folder) name of one seed of an arm: grpo-s1."""
+    return f"{arm}-s{seed}"
+
+
+QUICK = dict(eval_n=64, eval_limit=6, rl_steps=8, train_seeds=(0, 1, 2))
+
+# Measured seconds per unit of work on the reference machine (2 cores, the shipped base, the trainer at
+# the time of the last results/micro run), for `estimate_seconds`: one RL step of one training run
+# (prompts_per_step x rollouts_per_prompt rollouts and the update) per method, the random-reward p
+# measurement per sampled rollout, one evaluation sample, and the fixed costs (per training: loading,
+# set-up, the checkpoint). Derived from results/micro/times.json and tests/goldens/micro-quick/times.json of
+# the one-seed recipe (GRPO ran first there and paid the warm-ups, so its rate is an upper bound for its
+# later seeds); update them from the times.json of a new run.
+UNIT_SECONDS = {"step": {"grpo": 0.94, "psr": 0.28, "nsr": 0.23, "w_reinforce": 0.30, "lp_reg": 0.30,
+                         "casp": 0.32, "bbg": 1.65, "other": 0.5}, "training": 1.1,
+                "p_rollout": 0.002, "eval_sample": 10.4 / (8 * 3 * 1024), "eval_fixed": 0.4,
+                "base_eval_factor": 2.4, "base_eval_extra": 1.5, "report": 3.0}
+
+
+def estimate_seconds(recipe: MicroRecipe, only: list[str] | None = None) -> dict[str, float]:
+    """The expected seconds of each stage of `run_micro` for `recipe` (already with QUICK applied for a
+    quick run), from `UNIT_SECONDS`: {"train": ..., "eval": ..., "report": ..., "total": ...}."""
+    u = UNIT_SECONDS
+    train = 0.0
+    for _, _arm, name, _, reward, _ in recipe.trained_runs(only):
+        train += u["training"] + recipe.rl_steps * u["step"].get(name, u["step"]["other"])
+        if reward is not None:
+            train += 64 * recipe.rollouts_per_prompt * u["p_rollout"]
+    per_eval = recipe.eval_n * recipe.eval_limit * len(recipe.families) * u["eval_sample"] + u["eval_fixed"]
+    # the base model's evaluation comes first and costs more (measured: 25.4 s against 10.5 s, 3.9 against 0.7)
+    ev = len(recipe.trained_runs(only)) * per_eval + u["base_eval_factor"] * per_eval + u["base_eval_extra"]
+    out = {"train": train, "eval": ev, "report": u["report"]}
+    return {k: round(v, 1) for k, v in {**out, "total": sum(out.values())}.items()}
 
 
 def base_documents(recipe: MicroRecipe) -> list[tuple[str, str]]:
@@ -257,26 +318,31 @@ def micro_base(recipe: MicroRecipe, cache: Path, progress: bool = True, rebuild:
 
 
 def train_method(recipe: MicroRecipe, base: Path, out: Path, name: str, overrides=(), progress: bool = True,
-                 pool=None) -> Path:
-    """Train one method from the base with the recipe's budget into OUT/train/NAME; returns its last
-    checkpoint (resumes when one exists)."""
+                 pool=None, seed: int | None = None, label: str | None = None, arm: str | None = None,
+                 reward: dict | None = None) -> Path:
+    """Train one method from the base with the recipe's budget and training seed `seed` (default: the
+    recipe's first) into OUT/train/LABEL (default: NAME); returns its last checkpoint (resumes when one
+    exists). `reward`: the trainer's `reward:` section (e.g. {"kind": "random"})."""
     from rlvr.harness.config import from_dict
     from rlvr.harness.train.trainer import TrainConfig, train
 
     cfg = from_dict(TrainConfig, {
-        "model": str(base), "out": str(out / "train" / name), "tasks": list(recipe.families),
+        "model": str(base), "out": str(out / "train" / (label or name)), "tasks": list(recipe.families),
         "method": {"name": name, **dict(overrides)}, "prompts_per_step": recipe.prompts_per_step,
         "rollouts_per_prompt": recipe.rollouts_per_prompt, "micro_batch_size": 64,
         "steps": recipe.rl_steps, "optimizer": {"lr": recipe.lr},
         "sampling": {"temperature": recipe.temperature, "max_new_tokens": recipe.max_new_tokens},
-        "seed": recipe.seed, "label": name})
+        "seed": recipe.train_seeds[0] if seed is None else seed, "label": label or name, "arm": arm or name,
+        **({"reward": reward} if reward else {})})
     train(cfg, progress=progress, pool=pool)
-    return out / "train" / name / "checkpoints" / "last"
+    return out / "train" / (label or name) / "checkpoints" / "last"
 
 
 def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str, progress: bool = True,
-                   pool=None) -> Path:
-    """K = recipe.eval_n samples per held-out problem into the run directory OUT/runs/LABEL."""
+                   pool=None, method: str | None = None, arm: str | None = None, train_seed: int | None = None) -> Path:
+    """K = recipe.eval_n samples per held-out problem into the run directory OUT/runs/LABEL (`method`: the
+    trained method's name, default LABEL unless it is the base; `arm`, `train_seed`: run.json's grouping,
+    by default the checkpoint's own)."""
     from rlvr.harness.eval.evaluate import EvalConfig, evaluate
     from rlvr.harness.sample.engine import SamplingParams
 
@@ -284,7 +350,8 @@ def evaluate_model(recipe: MicroRecipe, model: str | Path, out: Path, label: str
     sampling = SamplingParams(recipe.temperature, 1.0, 0, recipe.max_new_tokens)
     evaluate(EvalConfig(model=str(model), tasks=list(recipe.families), out=str(run_dir), n=recipe.eval_n,
                         sampling=sampling, seed=recipe.seed, limit=recipe.eval_limit, chunk=256, label=label,
-                        method=None if label == "base" else {"name": label}),
+                        method=None if label == "base" else {"name": method or label},
+                        arm=arm or ("base" if label == "base" else None), train_seed=train_seed),
              progress=progress, print_table=False, pool=pool)
     return run_dir
 
@@ -383,13 +450,164 @@ def compare_with_committed(out: Path, labels: list[str], committed: Path, recipe
     return lines
 
 
+# ---- the learning-signal check ---------------------------------------------------------------------
+
+LEARNING_ALPHA = 0.05          # one-sided level of "the arm beats the base model / the random-reward control"
+
+
+def _pass1(runs: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """{task: {problem id: [S] pass@1 (c / n) of each run}} over the problems every run judged."""
+    from rlvr.harness.report.metrics import run_counts
+    from rlvr.harness.runs.store import Run
+
+    counts = [run_counts(Run.open(r)) for r in runs]
+    out = {}
+    for task in sorted(set.intersection(*(set(c) for c in counts))):
+        ids = sorted(set.intersection(*(set(p for p, (n, _) in c[task].items() if n > 0) for c in counts)))
+        if ids:
+            out[task] = {p: np.array([c[task][p][1] / c[task][p][0] for c in counts]) for p in ids}
+    return out
+
+
+def beats(runs: list[str], others: list[str], iterations: int = 4000, seed: int = 0,
+          alpha: float = LEARNING_ALPHA) -> dict:
+    """Whether the runs of one arm (one per training seed) beat the runs of another (its seeds; one run for
+    the base model) in mean pass@1 over the problems both judged, macro-averaged over the tasks: the seed
+    mean of one minus the other's, with a two-level paired bootstrap (the seeds of each side with
+    replacement, then the problems of each task with replacement, the same draw for both sides).
+    Returns {"diff", "lo", "hi" (the alpha and 1-alpha quantiles), "p" (the share of resampled
+    differences <= 0, the one-sided p of "beats"), "p_below" (the share >= 0, the one-sided p of "is
+    beaten"), "beats" (p < alpha), "seeds", "problems", "tasks": {task: {"diff", "p", "p_below"}}}."""
+    a, b = _pass1(runs), _pass1(others)
+    tasks = [t for t in a if t in b]
+    if not tasks:
+        raise UserError(f"{runs[0]} and {others[0]} share no judged problem")
+    rng = np.random.default_rng(seed)
+
+    def ps(boot: np.ndarray) -> tuple[float, float]:
+        return (float((np.count_nonzero(boot <= 0) + 1) / (iterations + 1)),
+                float((np.count_nonzero(boot >= 0) + 1) / (iterations + 1)))
+
+    boot = np.zeros(iterations)
+    point, per_task, problems = 0.0, {}, 0
+    for task in tasks:
+        ids = [p for p in a[task] if p in b[task]]
+        problems += len(ids)
+        A = np.stack([a[task][p] for p in ids], axis=1)      # [S_a, P]
+        B = np.stack([b[task][p] for p in ids], axis=1)      # [S_b, P]
+        d_task = float(A.mean() - B.mean())
+        point += d_task
+        sa = rng.integers(A.shape[0], size=(iterations, A.shape[0]))
+        sb = rng.integers(B.shape[0], size=(iterations, B.shape[0]))
+        d = A[sa].mean(axis=1) - B[sb].mean(axis=1)          # [iterations, P]: seed-resampled per-problem differences
+        idx = rng.integers(len(ids), size=(iterations, len(ids)))
+        task_boot = np.take_along_axis(d, idx, axis=1).mean(axis=1)
+        boot += task_boot
+        up, down = ps(task_boot)
+        per_task[task] = {"diff": d_task, "p": up, "p_below": down}
+    boot /= len(tasks)
+    point /= len(tasks)
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    up, down = ps(boot)
+    return {"diff": point, "lo": float(lo), "hi": float(hi), "p": up, "p_below": down, "beats": up < alpha,
+            "seeds": len(runs), "problems": problems, "tasks": per_task}
+
+
+def moved(runs: list[str], base: list[str], iterations: int = 20000, seed: int = 0) -> dict:
+    """Whether an arm moved away from the base model at all: for each of its runs (seeds) and each task, the
+    two-sided paired bootstrap p of "its mean pass@1 differs from the base's" (`beats` of that run alone),
+    and the smallest of them, Bonferroni-corrected over runs x tasks. A run whose weights are the base's
+    (a loss that is zero, an optimizer that never steps) samples exactly the base's completions (the
+    evaluations share their sample seeds) and has p = 1; a trained seed moves by several points on some task
+    even where the seeds' mean does not (training seeds pull different ways). Returns {"p", "run", "task",
+    "diff"} (where the smallest p is)."""
+    best = {"p": 1.0, "run": None, "task": None, "diff": 0.0}
+    tests = 0
+    for run in runs:
+        r = beats([run], base, iterations=iterations, seed=seed)
+        for task, t in r["tasks"].items():
+            tests += 1
+            p = min(1.0, 2 * min(t["p"], t["p_below"]))
+            if p < best["p"] or best["run"] is None:
+                best = {"p": p, "run": Path(run).name, "task": task, "diff": t["diff"]}
+    best["p"] = min(1.0, best["p"] * max(tests, 1))
+    return best
+
+
+def signal_changes(golden: dict, now: dict, strong: float, alpha: float = LEARNING_ALPHA) -> list[str]:
+    """Where a golden `beats` result (of an arm against the base or the control) shows a clear difference,
+    overall or on a task, in either direction (one-sided p below `strong`), whether `now` still shows it
+    (p below `alpha`): one line per difference that is gone. A method that stopped learning loses them all."""
+    lost = []
+    scopes = [("overall", golden, now)] + [(t, g, now.get("tasks", {}).get(t)) for t, g in
+                                           golden.get("tasks", {}).items()]
+    for scope, g, n in scopes:
+        for key, word in (("p", "above"), ("p_below", "below")):
+            if g.get(key, 1.0) < strong and (n is None or n[key] >= alpha):
+                was = f"{100 * g['diff']:+.1f} points (p = {g[key]:.4f})"
+                got = "no result" if n is None else f"{100 * n['diff']:+.1f} (p = {n[key]:.3f})"
+                lost.append(f"{scope}: the golden was {word} by {was}, this run {got}")
+    return lost
+
+
+def arm_runs(out: Path, arm: str) -> list[str]:
+    """The run directories of one arm in OUT/runs (its seeds, by run.json's `arm`; the base: runs/base)."""
+    found = []
+    for d in sorted((Path(out) / "runs").iterdir()):
+        try:
+            info = json.loads((d / "run.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (info.get("arm") or info.get("label")) == arm and (d / "metrics.json").exists():
+            found.append(str(d))
+    return found
+
+
+def learning_signal(out: Path, arms: list[str] | None = None, control: str = RANDOM_REWARD_ARM) -> dict[str, dict]:
+    """For each trained arm in OUT: `beats` against the base model and against the random-reward control
+    (when OUT has one): {arm: {"base": {...}, "control": {...}}}."""
+    out = Path(out)
+    base = arm_runs(out, "base")
+    if not base:
+        raise UserError(f"{out / 'runs'}: no base run")
+    names = arms if arms is not None else sorted({json.loads((d / "run.json").read_text()).get("arm")
+                                                  for d in (out / "runs").iterdir() if (d / "run.json").exists()}
+                                                 - {"base", None})
+    ctrl = arm_runs(out, control)
+    result = {}
+    for arm in names:
+        runs = arm_runs(out, arm)
+        if not runs:
+            raise UserError(f"{out / 'runs'}: no run of arm {arm}")
+        result[arm] = {"base": beats(runs, base)}
+        if ctrl and arm != control:
+            result[arm]["control"] = beats(runs, ctrl)
+        result[arm]["moved"] = moved(runs, base)
+    return result
+
+
+def learning_lines(signal: dict[str, dict]) -> list[str]:
+    """One line per arm: its mean pass@1 difference from the base and the control, with the verdict."""
+    def part(name: str, r: dict) -> str:
+        return (f"vs {name} {100 * r['diff']:+.1f} points [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] "
+                f"(p = {r['p']:.3f}: {'beats' if r['beats'] else 'does not beat'})")
+
+    def where(m: dict) -> str:
+        return (f"moved from the base: {m['run']} {m['task']} {100 * m['diff']:+.1f} points (p = {m['p']:.3f}, "
+                f"Bonferroni over seeds x tasks)" if m["run"] else "moved from the base: no run")
+
+    return [f"{arm} ({v['base']['seeds']} seeds): " + "; ".join(part(k if k == "base" else "random reward", r)
+                                                                 for k, r in v.items() if k != "moved")
+            + f"; {where(v['moved'])}" for arm, v in signal.items()]
+
+
 def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress: bool = True,
               recipe: MicroRecipe | None = None, only: list[str] | None = None, rebuild_base: bool = False,
-              committed: str | Path | None = None) -> dict:
+              committed: str | Path | None = None, seeds: list[int] | None = None) -> dict:
     """Run every stage; returns the per-stage times. Resumable: finished trainings and evaluations are
     picked up from OUT (the trainer resumes from checkpoints, `rlvr eval` from its samples) when OUT was
     made with the same code, libraries, CPU kernels and base model. `committed`: the committed run to
-    compare with (default: `committed_dir(quick)`)."""
+    compare with (default: `committed_dir(quick)`); `seeds`: the training seeds (default: the recipe's)."""
     from rlvr.harness import cpu_isa
     from rlvr.harness.report.plots import plot_runs
     from rlvr.harness.report.tables import table
@@ -399,9 +617,15 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     from rlvr import tasks
 
     recipe = recipe or MicroRecipe()
+    known = [arm for arm, *_ in recipe.arms()]
+    unknown = [m for m in only or [] if m not in known]
+    if unknown:
+        raise UserError(f"--methods: the micro world has no method {unknown[0]!r} (known: {', '.join(known)})")
     preflight(recipe.families)   # micro_code runs programs: the sandbox must work before anything is built
     if quick:
         recipe = replace(recipe, **QUICK)
+    if seeds:
+        recipe = replace(recipe, train_seeds=tuple(seeds))
     out, cache = Path(out), Path(cache)
     note = cpu_isa.note()
     print(f"PyTorch CPU kernels: {cpu_isa.current()}" + (" (pinned)" if note is None else ""), flush=True)
@@ -417,22 +641,28 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     print(base_line, flush=True)
     check_out_environment(out, {**build_environment(), "base": model_fingerprint(str(base))["sha256"]})
 
-    models = {"base": base}
-    chosen = [(n, o) for n, o in recipe.methods if only is None or n in only]
+    est = estimate_seconds(recipe, only)
+    print(f"expected time on 2 cores: training {est['train']:.0f} s, evaluation {est['eval']:.0f} s, total "
+          f"{est['total']:.0f} s ({len(recipe.train_seeds)} training seeds)", flush=True)
+    models: dict[str, tuple] = {"base": (base, None, "base", None)}
+    chosen = recipe.trained_runs(only)
     runs = []
     # one verifier pool for every stage: its workers start once and its verdict cache is shared
     with VerifierPool(preload=sorted({type(tasks.get(f)).__module__ for f in recipe.families})) as pool:
-        for name, overrides in chosen:
+        for label, arm, name, overrides, reward, seed in chosen:
             t0 = time.monotonic()
-            models[name] = train_method(recipe, base, out, name, overrides, progress, pool)
-            times[f"train {name}"] = time.monotonic() - t0
-        for label, model in models.items():
+            ckpt = train_method(recipe, base, out, name, tuple(overrides.items()), progress, pool, seed=seed,
+                                label=label, arm=arm, reward=reward)
+            models[label] = (ckpt, name, arm, seed)
+            times[f"train {label}"] = time.monotonic() - t0
+        for label, (model, name, arm, seed) in models.items():
             t0 = time.monotonic()
-            runs.append(str(evaluate_model(recipe, model, out, label, progress, pool)))
+            runs.append(str(evaluate_model(recipe, model, out, label, progress, pool, method=name, arm=arm,
+                                           train_seed=seed)))
             times[f"eval {label}"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    ks = [k for k in (1, 16, 256, 1024) if k <= recipe.eval_n]
+    ks = sorted({k for k in (1, 16, 256, 1024) if k <= recipe.eval_n} | {recipe.eval_n})
     text = table(runs, ks=ks)
     (out / "table.md").write_text(text + "\n")
     (out / "table.csv").write_text(table(runs, ks=[k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -440,6 +670,14 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     (out / "metrics.md").write_text(table(runs, ks=micro_metric_columns(recipe.eval_n)) + "\n")
     plot_runs(runs, out / "passk.png", title=f"micro world: pass@k of {len(runs)} models "
                                               f"(n={recipe.eval_n} samples per problem)")
+    from rlvr.harness.report.boundary import boundary, boundary_csv, boundary_md
+
+    rows = boundary(str(out / "runs" / "base"), runs[1:])
+    (out / "boundary.md").write_text(boundary_md(rows, "base") + "\n")
+    (out / "boundary.csv").write_text(boundary_csv(rows))
+    signal = learning_signal(out, [arm for arm, *_ in recipe.arms() if only is None or arm in only])
+    learning = learning_lines(signal)
+    (out / "learning.json").write_text(json.dumps(signal, indent=2) + "\n")
     recipe_json = asdict(recipe) | {"quick": quick}
     (out / "recipe.json").write_text(json.dumps(recipe_json, indent=2, default=str) + "\n")
     times["report"] = time.monotonic() - t0
@@ -449,6 +687,10 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     for stage, secs in times.items():
         print(f"  {stage:<20} {secs:8.1f}")
     print(f"  {'total':<20} {sum(times.values()):8.1f}")
+    print(f"\nlearning signal: mean pass@1 over the seeds, minus the base model's and the random-reward control's "
+          f"(two-level paired bootstrap, one-sided level {LEARNING_ALPHA:g}):")
+    for line in learning:
+        print(f"  {line}")
     committed = Path(committed) if committed is not None else committed_dir(quick)
     print(f"\nagainst the committed run ({committed}):")
     print(f"  {base_line}")
@@ -457,6 +699,7 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     return times
 
 
-__all__ = ["MicroRecipe", "QUICK", "REGRESSION_TOLERANCE", "SHIPPED_BASE", "build_base", "build_environment",
+__all__ = ["MicroRecipe", "QUICK", "RANDOM_REWARD_ARM", "REGRESSION_TOLERANCE", "SHIPPED_BASE", "UNIT_SECONDS",
+           "arm_runs", "beats", "build_base", "signal_changes", "build_environment", "estimate_seconds", "learning_signal", "moved", "run_label",
            "check_shipped_base", "compare_weights", "compare_with_committed", "evaluate_model", "micro_base",
            "run_micro", "ship_base", "train_method"]

@@ -34,23 +34,30 @@ from rlvr.harness.reproduce.recipes import (
 
 # ---- the full run --------------------------------------------------------------------------------
 
-def train_config(recipe: Recipe, arm: Arm, out: Path, data_dir: str | Path | None) -> dict:
-    """The training YAML (TrainConfig fields, plus a `verl:` section on the verl backend) of one trained arm."""
+def seeded(name: str, seed: int | None) -> str:
+    """An arm's id or label for one training seed (`--seeds`): grpo -> grpo-s1; unchanged without seeds."""
+    return name if seed is None else f"{name}-s{seed}"
+
+
+def train_config(recipe: Recipe, arm: Arm, out: Path, data_dir: str | Path | None, seed: int | None = None) -> dict:
+    """The training YAML (TrainConfig fields, plus a `verl:` section on the verl backend) of one trained arm;
+    with `seed` (`--seeds`), of that training seed, into train/ARM-sSEED (a warm start from the same seed)."""
     t = recipe.training
     backend = recipe.hardware.backend
     if arm.init_arm:
-        model = str(checkpoint_dir(out, arm.init_arm, arm.init_step))
+        model = str(checkpoint_dir(out, seeded(arm.init_arm, seed), arm.init_step))
     else:
         model, _ = model_source(recipe.model)
         model = model or recipe.model.hub
     file = train_data_file(recipe.train_data, data_dir)
-    return {"model": model, "out": str(out / "train" / arm.id), "tasks": [recipe.train_data.task],
+    return {"model": model, "out": str(out / "train" / seeded(arm.id, seed)), "tasks": [recipe.train_data.task],
             "data_file": str(file) if file else recipe.train_data.file, "method": arm.method_for(backend),
             "prompts_per_step": t.prompts_per_step, "rollouts_per_prompt": t.rollouts_per_prompt,
             "mini_batch_size": arm.mini_batch_size or t.mini_batch_size, "micro_batch_size": t.micro_batch_size,
             "ppo_epochs": t.ppo_epochs, "steps": recipe.arm_steps(arm), "max_refill_rounds": t.max_refill_rounds,
             "optimizer": dataclasses.asdict(t.optimizer), "sampling": dataclasses.asdict(t.sampling),
-            "checkpoint_every": t.checkpoint_every, "seed": t.seed, "dtype": t.dtype, "label": arm.label,
+            "checkpoint_every": t.checkpoint_every, "seed": t.seed if seed is None else seed, "dtype": t.dtype,
+            "label": seeded(arm.label, seed), "arm": arm.id,
             **({"verl": verl_section(recipe)} if backend == "verl" else {})}
 
 
@@ -89,8 +96,10 @@ def hf_checkpoint(recipe: Recipe, out: Path, arm_id: str, step: int) -> Path:
 
 
 def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path | None = None,
-               arms: list[str] | None = None, progress: bool = True) -> dict[str, str]:
-    """Train the arms, evaluate every protocol, write the tables; returns {table name: markdown}."""
+               arms: list[str] | None = None, progress: bool = True, seeds: list[int] | None = None) -> dict[str, str]:
+    """Train the arms, evaluate every protocol, write the tables; returns {table name: markdown}. `seeds`
+    (`--seeds`): every trained arm once per training seed (train/ARM-sSEED, eval/PROTOCOL/ARM-sSEED, a
+    row ARM-sSEED each); without it, one run per arm with the recipe's seed, named by the arm alone."""
     import yaml
     from rlvr.harness.config import load_config
     from rlvr.harness.train.trainer import TrainConfig, train
@@ -104,9 +113,10 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     trained = [a for a in chosen if a.trained]
-    for arm in trained:
-        (configs / f"{arm.id}.yaml").write_text(yaml.safe_dump(train_config(recipe, arm, out, data_dir),
-                                                               sort_keys=False))
+    runs = [(arm, seed) for seed in (seeds or [None]) for arm in trained]
+    for arm, seed in runs:
+        (configs / f"{seeded(arm.id, seed)}.yaml").write_text(
+            yaml.safe_dump(train_config(recipe, arm, out, data_dir, seed), sort_keys=False))
     if blocking:
         what = "; ".join(f"{m.kind} {m.what}" for m in blocking)
         verl = " with `rlvr train --backend verl --config FILE`" if recipe.hardware.backend == "verl" else ""
@@ -118,10 +128,10 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
     from rlvr.harness.verify.pool import preflight
 
     preflight(dict.fromkeys(t for ev in recipe.evaluations for t in ev.tasks))   # before hours of training
-    for arm in trained:
-        cfg_path = configs / f"{arm.id}.yaml"
+    for arm, seed in runs:
+        cfg_path = configs / f"{seeded(arm.id, seed)}.yaml"
         if arm.init_arm:
-            hf_checkpoint(recipe, out, arm.init_arm, arm.init_step)
+            hf_checkpoint(recipe, out, seeded(arm.init_arm, seed), arm.init_step)
         if recipe.hardware.backend == "verl":
             from rlvr.harness.backends.verl import launch  # what `rlvr train --backend verl` runs
 
@@ -131,9 +141,9 @@ def run_recipe(recipe: Recipe, path: Path, out: str | Path, data_dir: str | Path
                 raise UserError(f"arm {arm.id}: rlvr train --backend verl --config {cfg_path} failed")
         else:
             train(load_config(TrainConfig, cfg_path), progress=progress)
-    tables = _evaluate_and_tabulate(recipe, path, out, chosen, data_dir, progress)
+    tables = _evaluate_and_tabulate(recipe, path, out, chosen, data_dir, progress, seeds)
     (out / "reproduce.json").write_text(json.dumps({"recipe": str(path), "arms": [a.id for a in chosen],
-                                                    "tables": sorted(tables)}, indent=2) + "\n")
+                                                    "seeds": seeds, "tables": sorted(tables)}, indent=2) + "\n")
     return tables
 
 
@@ -154,7 +164,8 @@ def _choose_arms(recipe: Recipe, arms: list[str] | None, micro: bool = False) ->
     return chosen
 
 
-def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[Arm], data_dir, progress) -> dict:
+def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[Arm], data_dir, progress,
+                           seeds: list[int] | None = None) -> dict:
     from rlvr.harness.eval.evaluate import EvalConfig, evaluate
     from rlvr.harness.report.tables import Row, run_row, table_from_rows
     from rlvr.harness.runs.store import Run
@@ -166,21 +177,26 @@ def _evaluate_and_tabulate(recipe: Recipe, path: Path, out: Path, chosen: list[A
     for ev in recipe.evaluations:
         templates = {n: recipe.template for n in ev.tasks if recipe.template in _templates(n)} | ev.templates
         rows = []
-        for model in (m for m in eval_models(recipe, ev) if m == "base" or m in ids):
+        models = [(m, None) for m in eval_models(recipe, ev) if m == "base"]
+        models += [(m, seed) for seed in (seeds or [None]) for m in eval_models(recipe, ev) if m != "base" and m in ids]
+        for model, seed in models:
             arm = None if model == "base" else recipe.arm(model)
-            label = "base" if arm is None else arm.label
+            label = "base" if arm is None else seeded(arm.label, seed)
             trained_arm = None if arm is None else recipe.arm(arm.from_arm) if arm.from_arm else arm
             method = None if trained_arm is None else trained_arm.method_for(recipe.hardware.backend)
             candidates = []
             for step in checkpoints_evaluated(recipe, ev, model):
-                ckpt = None if step is None else hf_checkpoint(recipe, out, trained_arm.id, step)
-                run_dir = out / "eval" / ev.id / ("base" if step is None else f"{model}" if ev.checkpoint == "last"
-                                                  else f"{model}/step_{step}")
+                ckpt = None if step is None else hf_checkpoint(recipe, out, seeded(trained_arm.id, seed), step)
+                name = seeded(model, seed)
+                run_dir = out / "eval" / ev.id / ("base" if step is None else name if ev.checkpoint == "last"
+                                                  else f"{name}/step_{step}")
                 cfg = EvalConfig(model=str(ckpt) if ckpt else str(base_model), tasks=list(ev.tasks), out=str(run_dir),
                                  n=ev.n, sampling=SamplingParams(ev.temperature, ev.top_p, 0, ev.max_new_tokens),
                                  seed=recipe.training.seed, engine=ev.engine, templates=templates, data_dir=data_dir,
                                  limit=ev.limit, label=label, step=step, method=method,
-                                 task_options=eval_task_options(ev))
+                                 task_options=eval_task_options(ev), arm=model,
+                                 train_seed=None if step is None else seed if seed is not None
+                                 else recipe.training.seed)
                 evaluate(cfg, progress=progress, print_table=False)
                 candidates.append(run_row(Run.open(run_dir), ev.ks))
             rows.append(select_checkpoint(candidates, ev.checkpoint, label, model))
@@ -288,7 +304,8 @@ def format_micro_plan(recipe: Recipe, micro, notes: list[str]) -> str:
 
 
 def run_micro_scale(recipe: Recipe, path: Path, out: str | Path, cache: str | Path, quick: bool = False,
-                    arms: list[str] | None = None, base=None, progress: bool = True) -> dict[str, str]:
+                    arms: list[str] | None = None, base=None, progress: bool = True,
+                    seeds: list[int] | None = None) -> dict[str, str]:
     """Train and evaluate the recipe's arms on the micro world, then set the runs beside each reference
     table the recipe uses (micro tasks are not the paper's benchmarks: no cell is shared, so the tables
     show both and say that no delta exists). Returns {table id: markdown}."""
@@ -296,11 +313,16 @@ def run_micro_scale(recipe: Recipe, path: Path, out: str | Path, cache: str | Pa
     from rlvr.harness.reproduce.micro import run_micro
 
     micro, notes = micro_recipe_for(recipe, arms, base)
-    print(format_micro_plan(recipe, quick_budget(micro) if quick else micro, notes))
+    if seeds:
+        micro = dataclasses.replace(micro, train_seeds=tuple(seeds))
+    budget = quick_budget(micro) if quick else micro
+    if seeds:
+        budget = dataclasses.replace(budget, train_seeds=tuple(seeds))
+    print(format_micro_plan(recipe, budget, notes))
     out = Path(out)
-    run_micro(out, cache, quick=quick, progress=progress, recipe=micro)
-    eval_n = (quick_budget(micro) if quick else micro).eval_n
-    runs = [str(out / "runs" / "base")] + [str(out / "runs" / name) for name, _ in micro.methods]
+    run_micro(out, cache, quick=quick, progress=progress, recipe=micro, seeds=seeds)
+    eval_n = budget.eval_n
+    runs = [str(out / "runs" / "base")] + [str(out / "runs" / label) for label, *_ in budget.trained_runs()]
     texts = {}
     for ref_id in dict.fromkeys(ev.reference_table for ev in recipe.evaluations if ev.reference_table):
         ks = sorted({k for ev in recipe.evaluations if ev.reference_table == ref_id for k in ev.ks if k <= eval_n})
@@ -315,26 +337,32 @@ def run_micro_scale(recipe: Recipe, path: Path, out: str | Path, cache: str | Pa
 
 def reproduce(name: str, dry_run: bool = False, scale: str = "full", quick: bool = False, out: str | None = None,
               cache: str = ".cache/rlvr", arms: list[str] | None = None, data_dir: str | None = None,
-              micro_base=None, progress: bool = True) -> int:
+              micro_base=None, progress: bool = True, seeds: list[int] | None = None) -> int:
     """`rlvr reproduce NAME` for a paper recipe (the embedded `micro` is handled by the CLI)."""
     recipe, path = load_recipe(name)
     if scale == "micro":
         if dry_run:
             micro, notes = micro_recipe_for(recipe, arms, micro_base)
-            print(format_micro_plan(recipe, quick_budget(micro) if quick else micro, notes))
+            budget = quick_budget(micro) if quick else micro
+            print(format_micro_plan(recipe, dataclasses.replace(budget, train_seeds=tuple(seeds)) if seeds else budget,
+                                    notes))
             return 0
         run_micro_scale(recipe, path, out or f"runs/reproduce/{recipe.name}-micro{'-quick' if quick else ''}",
-                        cache, quick, arms, micro_base, progress)
+                        cache, quick, arms, micro_base, progress, seeds)
         return 0
     if quick:
         raise UserError("--quick applies to the micro world: add --scale micro")
+    if seeds and dry_run:
+        print(f"training seeds: {', '.join(map(str, seeds))} (every trained arm once per seed: the plan's training "
+              f"cost times {len(seeds)})")
     if dry_run:
         # the plan of the arms --methods names (all by default), as `rlvr reproduce` would run them
         chosen = dataclasses.replace(recipe, arms=_choose_arms(recipe, arms))
         print(format_plan(plan(chosen, path, data_dir)))
         return 0
-    run_recipe(recipe, path, out or f"runs/reproduce/{recipe.name}", data_dir, arms, progress)
+    run_recipe(recipe, path, out or f"runs/reproduce/{recipe.name}", data_dir, arms, progress, seeds)
     return 0
 
 
-__all__ = ["reproduce", "run_recipe", "run_micro_scale", "micro_recipe_for", "train_config", "select_checkpoint"]
+__all__ = ["reproduce", "run_recipe", "run_micro_scale", "micro_recipe_for", "seeded", "train_config",
+           "select_checkpoint"]

@@ -30,6 +30,7 @@ RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
 RUN_FORMAT = "rlvr-run/1"
+TRAIN_INFO = "rlvr_train.json"   # in each checkpoint of `rlvr train`: its arm, training seed, method, reward
 
 # A sample record must carry these; the rest (outcome, seed, completion, extracted, score, tokens,
 # finish_reason, verify_time, reason) is recorded when the producer has it. `outcome` is "correct",

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from rlvr.harness.errors import UserError
 from rlvr.harness.provenance import collect, utc_now
-from rlvr.harness.runs.store import RUN_FILE, locked, write_json_atomic, write_text_atomic
+from rlvr.harness.runs.store import RUN_FILE, TRAIN_INFO, locked, write_json_atomic, write_text_atomic
 from rlvr.harness.sample.engine import SamplingParams, sample_seed
 from rlvr.harness.train.loggers import Trackers, check_loggers
 from rlvr.tasks.base import Problem
@@ -94,6 +94,31 @@ class VLLMRolloutConfig:
             raise UserError(f"field 'vllm.max_model_len': must be >= 1, got {self.max_model_len}")
 
 
+@dataclass(frozen=True)
+class RewardConfig:
+    """The `reward:` section. `verifier` (the default): 1.0 when the task's verifier judges a rollout correct,
+    else 0.0. `random`: the random-reward control, a reward drawn at random, 1.0 with probability `p` and
+    independently of the rollout, so that a method trained on it learns nothing about the task (the control
+    of "Spurious Rewards: Rethinking Training Signals in RLVR", Shao et al. 2025, arXiv:2506.10947; a method
+    that does not beat it has shown no learning signal). Without `p`, p is the solve rate of the starting
+    model on the training prompts, measured before the first step from `p_prompts` prompts of the data
+    order with `rollouts_per_prompt` rollouts each, and recorded in train.json (`reward`) and in the trainer
+    state. The verifier still judges every rollout: its mean is logged as `verified_reward_mean`."""
+
+    kind: Literal["verifier", "random"] = "verifier"
+    p: float | None = None
+    p_prompts: int = 64
+
+    def __post_init__(self):
+        if self.kind not in ("verifier", "random"):
+            raise UserError(f"field 'reward.kind': expected verifier or random, got {self.kind!r}")
+        if self.p is not None and not 0 <= self.p <= 1:
+            raise UserError(f"field 'reward.p': must be in [0, 1], got {self.p}")
+        if self.p_prompts < 1:
+            raise UserError(f"field 'reward.p_prompts': must be >= 1, got {self.p_prompts}")
+        if self.kind == "verifier" and self.p is not None:
+            raise UserError("field 'reward.p': only with reward.kind random")
+
 ROLLOUT_ENGINES = ("hf", "vllm")
 
 
@@ -120,7 +145,9 @@ class TrainConfig:
     eval: EvalSchedule = field(default_factory=EvalSchedule)
     checkpoint_every: int = 0            # 0: only the last step
     checkpoint_keep: int = 0             # 0: keep every checkpoint; N: the newest N (verl's max_actor_ckpt_to_keep)
-    seed: int = 0
+    seed: int = 0                        # the training seed: data order, rollout sampling, update order, random rewards
+    arm: str | None = None               # the arm this run is one seed of (default: the label, else the method's name)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     device: str = "auto"
     dtype: str = "float32"
     workers: int | None = None
@@ -302,6 +329,7 @@ class Trainer:
             ref_src = cfg.model
             self.ref, _ = load_model(ref_src, self.device, cfg.dtype, what="field 'model'")
             self.ref.requires_grad_(False)
+        torch.manual_seed(cfg.seed)      # anything random in torch (no method draws from it today)
         o = cfg.optimizer
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
                                      betas=tuple(o.betas), eps=o.eps)
@@ -313,6 +341,50 @@ class Trainer:
         self.order = order
         self.sampling = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
                                        cfg.sampling.max_new_tokens)
+
+    @property
+    def arm(self) -> str:
+        """The arm this run is one seed of: `arm`, else the label, else the method's name."""
+        return self.cfg.arm or self.cfg.label or self.method.name
+
+    def _train_info(self) -> dict:
+        """What a checkpoint's evaluation records about its training (rlvr_train.json in each checkpoint)."""
+        return {"arm": self.arm, "train_seed": self.cfg.seed, "method": self.method.name, "label": self.cfg.label,
+                "reward": self._reward_info()}
+
+    def _reward_info(self) -> dict:
+        r = self.cfg.reward
+        if r.kind == "verifier":
+            return {"kind": "verifier"}
+        return {"kind": "random", "p": self.state.get("reward_p", r.p), **self.state.get("reward_p_measured", {})}
+
+    def _measure_reward_p(self, engine, pool) -> None:
+        """The random-reward control's p, when not given: the solve rate of the starting model on the first
+        `reward.p_prompts` training prompts of the data order (`rollouts_per_prompt` rollouts each)."""
+        r, g = self.cfg.reward, self.cfg.rollouts_per_prompt
+        if r.kind != "random" or "reward_p" in self.state:
+            return
+        if r.p is not None:
+            self.state["reward_p"] = r.p
+            return
+        batch = [self.problems[i] for i in self.order[:min(r.p_prompts, len(self.order))]]
+        requests = [(task.prompt(p, None, self.tok), [sample_seed(self.cfg.seed, "reward-p", p.id, i) for i in range(g)])
+                    for task, p in batch]
+        comps = engine.generate(requests, self.sampling)
+        correct = 0.0
+        for (task, p), cs in zip(batch, comps, strict=True):
+            futures = [pool.submit(task.name, p, c.text) for c in cs]
+            correct += sum(self._rewards(0, pool, task, p, cs, futures, verified=True))
+        self.state["reward_p"] = correct / (len(batch) * g)
+        self.state["reward_p_measured"] = {"measured_on": {"prompts": len(batch), "rollouts_per_prompt": g,
+                                                           "correct": int(correct)}}
+        if self.progress:
+            print(f"rlvr: random reward: p = {self.state['reward_p']:.4f}, the starting model's solve rate on "
+                  f"{len(batch)} training prompts x {g} rollouts", file=sys.stderr)
+        info_path = self.out / "train.json"
+        info = json.loads(info_path.read_text())
+        info["reward"] = self._reward_info()
+        write_json_atomic(info_path, info)
 
     # ---- public --------------------------------------------------------------------------------
 
@@ -336,6 +408,8 @@ class Trainer:
             self._check_resume(info_path)
         else:        # a fresh start (a run that stopped before its first checkpoint starts over)
             write_json_atomic(info_path, {"config": asdict(self.cfg), "method": self._method_dict(),
+                                          "arm": self.arm, "train_seed": self.cfg.seed,
+                                          "reward": self._reward_info(),
                                           "provenance": collect(), "start_time": utc_now()})
         engine = HFEngine(self.model, self.tok, merge_prompts=True)   # hf rollouts and every evaluation
         modules = sorted({type(t).__module__ for t, _ in self.problems})
@@ -354,6 +428,8 @@ class Trainer:
         own = pool is None
         with (VerifierPool(workers=self.cfg.workers, deadline_s=self.cfg.verify_deadline_s, preload=modules)
               if own else contextlib.nullcontext(pool)) as pool, contextlib.closing(self._trackers):
+            if start < self.cfg.steps:
+                self._measure_reward_p(self.rollout_engine, pool)
             for step in bar:
                 t0 = time.monotonic()
                 rollouts, sample_stats = self._rollouts(step, self.rollout_engine, pool)
@@ -427,6 +503,8 @@ class Trainer:
         train.json under "resumes"."""
         info = json.loads(info_path.read_text())
         old = _flatten({"config": info.get("config", {}), "method": info.get("method", {})})
+        for key, default in _flatten({"config": {"arm": None, "reward": asdict(RewardConfig())}}).items():
+            old.setdefault(key, default)     # a run started before these fields existed had their defaults
         new = _flatten(json.loads(json.dumps({"config": asdict(self.cfg), "method": self._method_dict()},
                                              default=str)))
         changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys(), key=lambda k: (k != "method.name", k))
@@ -512,18 +590,25 @@ class Trainer:
             rounds += 1
             if not self.method.refill:
                 break
+        if self.cfg.reward.kind == "random":
+            right, count = getattr(self, "_verified", (0.0, 0))
+            finish_stats = {"verified_reward_mean": right / max(1, count)}
+            self._verified = (0.0, 0)
+        else:
+            finish_stats = {}
         lengths = [len(x.response_ids) for x in kept] or [0]
         stats = {"reward_mean": sum(seen_rewards) / max(1, len(seen_rewards)),
                  "solve_rate": solved / max(1, total_groups), "groups_sampled": total_groups,
                  "groups_kept": groups_kept, "rows_kept": len(kept), "sampling_rounds": rounds,
                  "response_len_mean": sum(lengths) / len(lengths),
-                 "truncation_rate": finish.count("length") / max(1, len(finish))}
+                 "truncation_rate": finish.count("length") / max(1, len(finish)), **finish_stats}
         return kept, stats
 
-    def _rewards(self, step: int, pool, task, problem: Problem, comps, futures) -> list[float]:
+    def _rewards(self, step: int, pool, task, problem: Problem, comps, futures, verified: bool = False) -> list[float]:
         """1.0 / 0.0 per rollout. A verdict the verifier could not give (an error: the sandbox did not
         start, a check timed out) is never a reward of 0: it is checked once more, and if it fails again the
-        step stops with a one-line error before any update (a resume starts from the last checkpoint)."""
+        step stops with a one-line error before any update (a resume starts from the last checkpoint).
+        With `reward.kind: random` (and not `verified`) the rewards are the random draws instead."""
         from rlvr.harness.verify.pool import retry_errors
 
         verdicts = retry_errors(pool, [(task, problem, c.text) for c in comps], [f.result().verdict for f in futures])
@@ -532,7 +617,18 @@ class Trainer:
             raise UserError(f"step {step + 1}: the verifier could not judge a rollout of {task.name} problem "
                             f"{problem.id} ({bad.reason}); no update was made: fix the cause and rerun the same "
                             f"command to resume from the last checkpoint")
-        return [1.0 if v.correct else 0.0 for v in verdicts]
+        correct = [1.0 if v.correct else 0.0 for v in verdicts]
+        return correct if verified or self.cfg.reward.kind == "verifier" else self._random_rewards(step, problem, correct)
+
+    def _random_rewards(self, step: int, problem: Problem, correct: list[float]) -> list[float]:
+        """The random-reward control: Bernoulli(p) per rollout, a pure function of (seed, step, data position,
+        problem, rollout) so a resume draws the same; the verifier's rewards are counted for the log."""
+        p = self.state["reward_p"]
+        self._verified = [a + b for a, b in zip(getattr(self, "_verified", (0.0, 0)), (sum(correct), len(correct)),
+                                                strict=True)]
+        cursor = self.state["cursor"]
+        return [1.0 if random.Random(sample_seed(self.cfg.seed, f"reward/{step}/{cursor}", problem.id, i)).random() < p
+                else 0.0 for i in range(len(correct))]
 
     # ---- update --------------------------------------------------------------------------------
 
@@ -682,6 +778,7 @@ class Trainer:
         torch.save(self.opt.state_dict(), ckpt / "optimizer.pt")
         # the method goes with the checkpoint: `rlvr eval` of it records its step and method in run.json
         write_json_atomic(ckpt / "trainer_state.json", {**self.state, "time": utc_now(), "method": self._method_dict()})
+        write_json_atomic(ckpt / TRAIN_INFO, {**self._train_info(), "step": step})
         last = self.ckpt_root / "last"
         tmp = self.ckpt_root / ".last.tmp"
         tmp.unlink(missing_ok=True)
@@ -711,7 +808,7 @@ class Trainer:
                          seed=self.cfg.seed, limit=e.limit, data_dir=e.data_dir, workers=self.cfg.workers,
                          task_options=self.cfg.eval_task_options(),
                          label=self.cfg.label or f"{self.method.name} step {step}", step=step,
-                         method=self._method_dict())
+                         method=self._method_dict(), arm=self.arm, train_seed=self.cfg.seed)
         evaluate(cfg, engine=engine, tokenizer=self.tok, progress=self.progress, print_table=self.progress)
 
     def _method_dict(self) -> dict:
@@ -720,7 +817,7 @@ class Trainer:
 
 # TrainConfig fields a resume may change: how long, what is evaluated and logged, and the machine side.
 RESUME_MAY_CHANGE = frozenset({"steps", "eval", "checkpoint_every", "checkpoint_keep", "loggers", "project",
-                               "workers", "verify_deadline_s", "label", "device"})
+                               "workers", "verify_deadline_s", "label", "arm", "device"})
 
 
 def token_budget_split(items: list[Any], lengths: list[int], budget: int) -> list[list[Any]]:

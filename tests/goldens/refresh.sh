@@ -8,7 +8,7 @@ rlvr reproduce micro --quick --out "$out"
 dest=tests/goldens/micro-quick
 rm -rf "$dest"
 mkdir -p "$dest/runs"
-cp "$out/recipe.json" "$out/table.md" "$out/times.json" "$dest/"
+cp "$out/recipe.json" "$out/table.md" "$out/times.json" "$out/boundary.md" "$out/learning.json" "$dest/"
 for run in "$out"/runs/*/; do
     label=$(basename "$run")
     mkdir -p "$dest/runs/$label"
