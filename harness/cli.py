@@ -83,8 +83,10 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 # ---- compare -----------------------------------------------------------------------------------
 
 def _setup_compare(p: argparse.ArgumentParser) -> None:
-    p.add_argument("baseline", metavar="BASELINE", help="run directory of the reference (e.g. a golden run)")
-    p.add_argument("candidate", metavar="CANDIDATE", help="run directory to check")
+    p.add_argument("baseline", metavar="BASELINE",
+                   help="run directory of the reference (e.g. a golden run); several runs of one arm, one per "
+                        "training seed, joined by commas (or a folder holding them) make the test seed-aware")
+    p.add_argument("candidate", metavar="CANDIDATE", help="run directory to check (or several, as BASELINE)")
     p.add_argument("--tolerance", type=float, default=1.0, metavar="POINTS",
                    help="a drop must exceed this many percentage points to count (default: 1.0)")
     p.add_argument("--alpha", type=float, default=0.05, help="one-sided test level (default: 0.05)")
@@ -102,15 +104,20 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 
 @verb("compare", "paired-bootstrap pass@k regression check; exit 1 on a significant drop", _setup_compare)
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from rlvr.harness.report.compare import compare_runs
+    from rlvr.harness.report.compare import compare_runs, compare_seeded, side_paths
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.tables import parse_ks
 
     if not 0 <= a.max_error_rate <= 1:
         raise UserError(f"--max-error-rate must be in [0, 1], got {a.max_error_rate}")
-    res = compare_runs(a.baseline, a.candidate, a.tolerance, a.alpha, a.iterations, a.seed,
-                       parse_ks(a.k) if a.k else None, a.tasks, a.correction)
-    for note in incomplete_notes([a.baseline, a.candidate]):
+    sides = side_paths(a.baseline), side_paths(a.candidate)
+    if len(sides[0]) == 1 and len(sides[1]) == 1:
+        res = compare_runs(sides[0][0], sides[1][0], a.tolerance, a.alpha, a.iterations, a.seed,
+                           parse_ks(a.k) if a.k else None, a.tasks, a.correction)
+    else:      # several training seeds on a side: the seed-aware test (harness/report/seeds.py)
+        res = compare_seeded(sides[0], sides[1], a.tolerance, a.alpha, parse_ks(a.k) if a.k else None, a.tasks,
+                             a.correction)
+    for note in incomplete_notes(sides[0] + sides[1]):
         print(note, file=sys.stderr)
     over = [(path, rate) for path, rate in res.error_rates.items() if rate > a.max_error_rate]
     for t, n in res.unshared.items():
