@@ -40,6 +40,8 @@ def _setup_table(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-different-problems", action="store_true",
                    help="tabulate runs that scored a benchmark on different problem sets")
     p.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
+    p.add_argument("--seed-std", action="store_true",
+                   help="rows of several training seeds (run.json arm/train_seed) also show the std across seeds")
 
 
 @verb("table", "result table: runs x benchmarks, 'pass@1 / pass@256' cells, domain averages", _setup_table)
@@ -47,7 +49,8 @@ def _cmd_table(a: argparse.Namespace) -> int:
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.tables import parse_ks, table
 
-    text = table(a.runs, parse_ks(a.k) if a.k else None, a.format, a.reference, a.tasks, a.allow_different_problems)
+    text = table(a.runs, parse_ks(a.k) if a.k else None, a.format, a.reference, a.tasks, a.allow_different_problems,
+                 seed_std=a.seed_std)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     _emit(text, a.out)
@@ -65,6 +68,9 @@ def _setup_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", help="figure title")
     p.add_argument("--allow-different-problems", action="store_true",
                    help="plot runs that scored a benchmark on different problem sets")
+    p.add_argument("--delta", metavar="BASELINE",
+                   help="plot each arm's paired difference in pass@k from the arm BASELINE (its arm name or "
+                        "label) across k, with the seed-aware interval of rlvr compare")
 
 
 @verb("plot", "pass@k curves per benchmark with bootstrap bands, one colour per run", _setup_plot)
@@ -72,8 +78,13 @@ def _cmd_plot(a: argparse.Namespace) -> int:
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.plots import plot_runs
 
-    path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
-                     allow_different_problems=a.allow_different_problems)
+    if a.delta:
+        from rlvr.harness.report.plots import plot_delta
+
+        path = plot_delta(a.runs, a.delta, a.out, a.tasks, title=a.title)
+    else:
+        path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
+                         allow_different_problems=a.allow_different_problems)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     print(path)
