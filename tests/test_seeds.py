@@ -8,8 +8,15 @@ import pytest
 from rlvr.harness import cli
 from rlvr.harness.errors import UserError
 from rlvr.harness.report.compare import compare_seeded
-from rlvr.harness.report.seeds import (group_arms, mde, paired_difference, pooled_difference, t_cdf, t_quantile,
-                                       two_level_bootstrap)
+from rlvr.harness.report.seeds import (
+    group_arms,
+    mde,
+    paired_difference,
+    pooled_difference,
+    t_cdf,
+    t_quantile,
+    two_level_bootstrap,
+)
 from rlvr.harness.runs.store import Run
 
 from tests.runfactory import bernoulli_outcomes, make_run, seed_rates

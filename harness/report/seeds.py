@@ -63,8 +63,8 @@ is 10 points says that a drop smaller than about 10 points could have been misse
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
