@@ -282,3 +282,14 @@ def test_plot_of_seeded_arms_draws_one_mean_curve_per_arm(tmp_path, capsys, monk
         ln.get_label() for ax in fig.axes for ln in ax.get_lines()), real(fig, *x, **kw))[1])
     code, _, _ = run_cli(capsys, "plot", *a, "--out", tmp_path / "p.png")
     assert code == 0 and labels == ["grpo (3 seeds)", "grpo (3 seeds)"]   # one per panel (aime24, amc23)
+
+
+def test_a_seeded_arm_stands_beside_its_published_row(tmp_path, capsys):
+    runs = seeded_arm(tmp_path, "grpo")
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"source": "Paper X", "unit": "percent",
+                               "rows": [{"label": "GRPO", "match": ["grpo"], "scores": {"aime24": {"1": 30.0}}}]}))
+    code, out, _ = run_cli(capsys, "table", *runs, "--k", "1", "--reference", ref)
+    assert code == 0
+    mean = float(cell(out, "grpo (3 seeds)", "aime24").split()[0])
+    assert float(cell(out, "Δ grpo (3 seeds) − GRPO", "aime24")) == pytest.approx(mean - 30.0, abs=0.11)

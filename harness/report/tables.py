@@ -289,7 +289,7 @@ def arm_row(arm: Arm, ks: list[int], iterations: int = 2000, seed: int = 0) -> R
     method = (first.info.get("method") or {}).get("name")
     return Row(f"{arm.name} ({arm.n_seeds} seeds)", {t: {k: float(m[j]) for j, k in enumerate(ks)}
                                                     for t, m in means.items()},
-               domains=domains, key=method, seed_stats=stats)
+               domains=domains, key=method or arm.name, seed_stats=stats)   # reference rows match the arm
 
 
 def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "md", seed_std: bool = False) -> str:
