@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RATES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9] * 5
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=60)
     ap.add_argument("--tolerance", type=float, default=2.0)
     ap.add_argument("--seed-pairs", type=int, default=40, help="pairs of 3-seed arms for the seed-aware test")
     ap.add_argument("--quick", action="store_true", help="20 pairs of each kind (a smoke run, not for results/)")
     ap.add_argument("--json", help="also write the counts here")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.quick:
         a.pairs, a.seed_pairs = min(a.pairs, 20), min(a.seed_pairs, 20)
 
@@ -48,7 +48,7 @@ def main() -> int:
 
     from tests.runfactory import bernoulli_outcomes, make_run
 
-    provenance = collect()          # of the code that runs (taken before it runs)
+    provenance = collect(None if argv is None else ["benchmarks/bench_compare_calibration.py", *argv])   # of the code that runs (taken before it runs)
     tmp = Path(tempfile.mkdtemp(prefix="compare-calibration-"))
     flagged = {"holm": 0, "none": 0}
     detected = {"holm": 0, "none": 0}
