@@ -18,6 +18,9 @@ observed power of that row should be near the 80% the MDE promises. For the reco
 (harness/report/seeds.py), the equal pairs are also judged by the alternative it rejects: a two-level
 paired bootstrap (seeds resampled within each side, one problem draw shared by both sides), with the
 same one-sided p, tolerance and Holm correction.
+
+Time: the full run took 8.3 min of wall time on a 2-core machine shared by 8 busy sessions; --quick took
+4.2 min there (49 s of CPU time).
 """
 
 from __future__ import annotations
