@@ -293,3 +293,18 @@ def test_a_seeded_arm_stands_beside_its_published_row(tmp_path, capsys):
     assert code == 0
     mean = float(cell(out, "grpo (3 seeds)", "aime24").split()[0])
     assert float(cell(out, "Δ grpo (3 seeds) − GRPO", "aime24")) == pytest.approx(mean - 30.0, abs=0.11)
+
+
+def test_single_run_compare_prints_an_mde_that_agrees_with_the_paired_formula(tmp_path, capsys):
+    # one run per side: the bootstrap SE of the paired difference is sd(d)/sqrt(P), as in the seed-aware
+    # test with one seed, so the two MDEs differ only by t vs normal quantiles (P = 40: a few percent)
+    from rlvr.harness.report.compare import compare_runs
+
+    a = make_run(tmp_path / "a", {"aime24": bernoulli_outcomes(RATES, 16, 1)}, label="a")
+    b = make_run(tmp_path / "b", {"aime24": bernoulli_outcomes(RATES, 16, 2)}, label="b")
+    boot = compare_runs(str(a), str(b), tolerance=1.0, iterations=20000)
+    formula = compare_seeded([str(a)], [str(b)], tolerance=1.0)
+    for r, f in zip(boot.rows, formula.rows, strict=True):
+        assert (r.task, r.k) == (f.task, f.k) and r.mde == pytest.approx(f.mde, rel=0.07)
+    code, out, _ = run_cli(capsys, "compare", a, b)
+    assert "MDE" in out.splitlines()[3] and "training-seed variance not included" in out

@@ -25,6 +25,7 @@ seed noise (40 pairs): 0/40 false alarms on equal-quality arms, a planted 17-poi
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 
 import numpy as np
 from rlvr.harness.errors import UserError
@@ -47,7 +48,7 @@ class KDiff:
     hi: float
     p_value: float        # bootstrap one-sided p of "the drop is no larger than the tolerance"
     regression: bool = False
-    mde: float | None = None   # seed-aware test: the drop detected with 80% power (see report/seeds.py)
+    mde: float | None = None   # the drop detected with 80% power at the corrected level (see report/seeds.py)
 
 
 @dataclass
@@ -72,14 +73,18 @@ class Comparison:
         if self.seeds is not None:
             return render_seeded(self)
         body = [[r.task, r.k, f"{100 * r.baseline:.2f}", f"{100 * r.candidate:.2f}", f"{100 * r.diff:+.2f}",
-                 f"[{100 * r.lo:+.2f}, {100 * r.hi:+.2f}]", f"{r.p_value:.4f}", "REGRESSION" if r.regression else ""]
+                 f"[{100 * r.lo:+.2f}, {100 * r.hi:+.2f}]", f"{r.p_value:.4f}", f"{100 * (r.mde or 0):.2f}",
+                 "REGRESSION" if r.regression else ""]
                 for r in self.rows]
         fam = "Holm-corrected over all rows" if self.correction == "holm" else "per row, uncorrected"
+        level = self.alpha / len(self.rows) if self.correction == "holm" else self.alpha
         head = (f"baseline  {self.baseline}\ncandidate {self.candidate}\n"
                 f"paired bootstrap over shared problems ({self.iterations} iterations); interval = "
                 f"[{self.alpha:g}, {1 - self.alpha:g}] quantiles of the difference; p = bootstrap share of "
-                f"drops no larger than {self.tolerance:g} points; regression = p < {self.alpha:g} ({fam})\n")
-        return head + tabulate(body, headers=["task", "k", "base %", "cand %", "diff", "interval", "p", ""],
+                f"drops no larger than {self.tolerance:g} points; regression = p < {self.alpha:g} ({fam}); "
+                f"MDE = the drop (points) detected with 80% power at level {level:.3g} (one run per side: "
+                f"training-seed variance not included)\n")
+        return head + tabulate(body, headers=["task", "k", "base %", "cand %", "diff", "interval", "p", "MDE", ""],
                                tablefmt="github", disable_numparse=True)
 
 
@@ -138,7 +143,7 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
     def add(task: str, k: int, b: float, c: float, boot: np.ndarray) -> None:
         lo, hi = np.quantile(boot, [alpha, 1 - alpha])
         p = (np.count_nonzero(boot >= -tol) + 1) / (boot.size + 1)
-        rows.append(KDiff(task, k, b, c, c - b, float(lo), float(hi), float(p)))
+        rows.append(KDiff(task, k, b, c, c - b, float(lo), float(hi), float(p), mde=float(boot.std())))
 
     for ti, (t, (b_nc, c_nc)) in enumerate(data.items()):                      # [P, 2] arrays of (n, c)
         n_min = int(min(b_nc[:, 0].min(), c_nc[:, 0].min()))
@@ -163,7 +168,9 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
             add("overall", k, b, c, boot)
     flags = holm(np.array([r.p_value for r in rows]), alpha) if correction == "holm" else \
         [r.p_value < alpha for r in rows]
-    rows = [replace(r, regression=bool(f)) for r, f in zip(rows, flags, strict=True)]
+    # the minimum detectable effect from the bootstrap SE (held in mde until here), normal quantiles
+    z = NormalDist().inv_cdf(1 - (alpha / len(rows) if correction == "holm" else alpha)) + NormalDist().inv_cdf(0.8)
+    rows = [replace(r, regression=bool(f), mde=tol + z * r.mde) for r, f in zip(rows, flags, strict=True)]
     return Comparison(str(baseline), str(candidate), rows, shared, unshared, tolerance, alpha, iterations,
                       correction, {str(baseline): error_rate(base), str(candidate): error_rate(cand)})
 
