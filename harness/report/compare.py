@@ -13,6 +13,10 @@ level alpha), because a curve has many correlated k and a CI check must not flak
 without correction 9/60 equal-quality pairs were flagged, with Holm 0/60, and a planted regression was
 caught 60/60 either way.
 
+Each row also carries its minimum detectable effect: tolerance + (z_{1-a} + z_{0.8}) * SE, the drop the
+test catches with 80% power, with SE the bootstrap standard deviation of the difference and a the level
+Holm's first step demands (alpha / rows; alpha without correction); see harness/report/seeds.py.
+
 Use it from pytest: `assert_no_regression("golden/run", "new/run", tolerance=2.0)`.
 
 With several runs on a side (one per training seed: `rlvr compare A_s0,A_s1,A_s2 B_s0,B_s1,B_s2`, or a
