@@ -58,6 +58,8 @@ def _setup_table(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-different-problems", action="store_true",
                    help="tabulate runs that scored a benchmark on different problem sets")
     p.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
+    p.add_argument("--seed-std", action="store_true",
+                   help="rows of several training seeds (run.json arm/train_seed) also show the std across seeds")
 
 
 @verb("table", "result table: runs x benchmarks, 'pass@1 / pass@256' cells, domain averages", _setup_table)
@@ -84,7 +86,8 @@ def _cmd_table(a: argparse.Namespace) -> int:
         cells = parse_columns(a.metrics)
     else:
         cells = parse_ks(a.k) if a.k else None
-    text = table(a.runs, cells, a.format, a.reference, a.tasks, a.allow_different_problems)
+    text = table(a.runs, cells, a.format, a.reference, a.tasks, a.allow_different_problems,
+                 seed_std=a.seed_std)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     _emit(text, a.out)
@@ -108,6 +111,9 @@ def _setup_plot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maj", action="store_true",
                    help="also draw each run's maj@k curve (dashed) beside its pass@k curve; tasks without a final "
                         "answer (code) have none")
+    p.add_argument("--delta", metavar="BASELINE",
+                   help="plot each arm's paired difference in pass@k from the arm BASELINE (its arm name or "
+                        "label) across k, with the seed-aware interval of rlvr compare")
 
 
 @verb("plot", "pass@k curves per benchmark with bootstrap bands, one colour per run", _setup_plot)
@@ -115,8 +121,15 @@ def _cmd_plot(a: argparse.Namespace) -> int:
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.plots import plot_runs
 
-    path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
-                     allow_different_problems=a.allow_different_problems, maj=a.maj, width=a.width)
+    if a.delta:
+        from rlvr.harness.report.plots import plot_delta
+
+        if a.maj:
+            raise UserError("--delta and --maj: a difference plot is of pass@k only; give one")
+        path = plot_delta(a.runs, a.delta, a.out, a.tasks, title=a.title, width=a.width)
+    else:
+        path = plot_runs(a.runs, a.out, a.tasks, a.iterations, a.seed, title=a.title,
+                         allow_different_problems=a.allow_different_problems, maj=a.maj, width=a.width)
     for note in incomplete_notes(a.runs):
         print(note, file=sys.stderr)
     print(path)
@@ -126,8 +139,10 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 # ---- compare -----------------------------------------------------------------------------------
 
 def _setup_compare(p: argparse.ArgumentParser) -> None:
-    p.add_argument("baseline", metavar="BASELINE", help="run directory of the reference (e.g. a golden run)")
-    p.add_argument("candidate", metavar="CANDIDATE", help="run directory to check")
+    p.add_argument("baseline", metavar="BASELINE",
+                   help="run directory of the reference (e.g. a golden run); several runs of one arm, one per "
+                        "training seed, joined by commas (or a folder holding them) make the test seed-aware")
+    p.add_argument("candidate", metavar="CANDIDATE", help="run directory to check (or several, as BASELINE)")
     p.add_argument("--tolerance", type=float, default=1.0, metavar="POINTS",
                    help="a drop must exceed this many percentage points to count (default: 1.0)")
     p.add_argument("--alpha", type=float, default=0.05, help="one-sided test level (default: 0.05)")
@@ -148,7 +163,7 @@ def _setup_compare(p: argparse.ArgumentParser) -> None:
 
 @verb("compare", "paired-bootstrap pass@k regression check; exit 1 on a significant drop", _setup_compare)
 def _cmd_compare(a: argparse.Namespace) -> int:
-    from rlvr.harness.report.compare import compare_runs
+    from rlvr.harness.report.compare import compare_runs, compare_seeded, side_paths
     from rlvr.harness.report.metrics import incomplete_notes
     from rlvr.harness.report.tables import parse_ks
 
@@ -156,9 +171,17 @@ def _cmd_compare(a: argparse.Namespace) -> int:
         raise UserError(f"--max-error-rate must be in [0, 1], got {a.max_error_rate}")
     if not 0 <= a.tolerance < float("inf"):   # (NaN fails this too)
         raise UserError(f"--tolerance must be a number of points >= 0, got {a.tolerance}")
-    res = compare_runs(a.baseline, a.candidate, a.tolerance, a.alpha, a.iterations, a.seed,
-                       parse_ks(a.k) if a.k else None, a.tasks, a.correction, metric=a.metric)
-    for note in incomplete_notes([a.baseline, a.candidate]):
+    sides = side_paths(a.baseline), side_paths(a.candidate)
+    if len(sides[0]) == 1 and len(sides[1]) == 1:
+        res = compare_runs(sides[0][0], sides[1][0], a.tolerance, a.alpha, a.iterations, a.seed,
+                           parse_ks(a.k) if a.k else None, a.tasks, a.correction, metric=a.metric)
+    else:      # several training seeds on a side: the seed-aware test (harness/report/seeds.py)
+        if a.metric != "pass@k":
+            raise UserError(f"--metric {a.metric}: the seed-aware test (several runs on a side) compares pass@k "
+                            f"only")
+        res = compare_seeded(sides[0], sides[1], a.tolerance, a.alpha, parse_ks(a.k) if a.k else None, a.tasks,
+                             a.correction)
+    for note in incomplete_notes(sides[0] + sides[1]):
         print(note, file=sys.stderr)
     over = [(path, rate) for path, rate in res.error_rates.items() if rate > a.max_error_rate]
     for t, n in res.unshared.items():

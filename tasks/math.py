@@ -23,9 +23,9 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import itertools
 import math
 import re
-import itertools
 import threading
 from fractions import Fraction
 from pathlib import Path

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from rlvr.harness.provenance import collect, write_measurements
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +38,19 @@ def test_bench_verify_writes_its_json(tmp_path, data_dir):
     assert res["pool"]["submitted"] == 16 and res["speedup_extrapolated"] > 0
     assert res["data"]["kind"] == "local" and rec["settings"]["data_dir"] == str(data_dir)
     assert rec["provenance"]["command"][1:] == argv
+
+
+def test_bench_compare_calibration_writes_its_json(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_cc", ROOT / "benchmarks" / "bench_compare_calibration.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    out = tmp_path / "cc.json"
+    bench.main(["--pairs", "2", "--seed-pairs", "2", "--json", str(out)])
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"holm", "none", "seeds"}
+    seeds = res["seeds"]
+    assert seeds["pairs"] == 2 and seeds["seeds_per_arm"] == 3
+    assert seeds["large_regressions_detected"] == 2        # a 17-point drop of pass@1 on one task
+    # the planted drop at the MDE is the printed MDE (the bisection hit it)
+    assert seeds["mde_regression_drop_pass1_points"] == pytest.approx(seeds["mean_mde_x_pass1_points"], abs=0.05)

@@ -368,7 +368,7 @@ def test_version_names_the_package_and_the_commit(capsys):
 def test_help_cites_no_internal_notes_and_train_names_no_missing_flag():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.choices and "train" in a.choices)
-    from tests.test_methods_doc import OUTSIDE as internal   # notes a user cannot open
+    from tests.test_methods_doc import OUTSIDE as internal  # notes a user cannot open
     for name, p in sub.choices.items():
         assert not internal.search(p.format_help()), name
     train = sub.choices["train"]

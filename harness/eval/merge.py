@@ -11,7 +11,6 @@ from rlvr.harness.runs.store import (
     LOCK_FILE,
     VOLATILE_KEYS,
     Run,
-    first_difference,
     locked,
     make_dir,
     sample_key,

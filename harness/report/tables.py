@@ -10,6 +10,11 @@ first row whose `match` list holds the run's method name (run.json `method.name`
 matches by the recipe's arm id instead). Runs that share a label and score disjoint benchmarks (one model
 evaluated under two protocols, e.g. Lp-Reg's avg@16 on AIME and greedy elsewhere) are merged into one row
 first.
+
+Runs of one arm with several training seeds (run.json `arm` and `train_seed`, see
+harness/report/seeds.py) make one row, "ARM (S seeds)": each cell is the mean over seeds with a 95%
+two-level bootstrap interval (seeds, then problems within each seed), "31.2 [27.0, 35.1]", and with
+`seed_std` also the standard deviation of the per-seed scores, "31.2 ±2.1 [27.0, 35.1]".
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from rlvr.harness.errors import UserError
 from rlvr.harness.report.columns import column_name, column_values, parse_column
 from rlvr.harness.report.metrics import run_counts, run_tallies
 from rlvr.harness.report.passk import pass_at_k
+from rlvr.harness.report.seeds import Arm, SeedStats, arm_stats, group_arms
 from rlvr.harness.runs.store import Run, read_json
 from tabulate import tabulate
 
@@ -50,6 +56,7 @@ class Row:
     match: tuple[str, ...] = ()     # reference rows: the run labels / method names this row stands for
     key: str | None = None          # run rows: a name `match` lists may hold (run.json's method name;
                                     # harness/reproduce/recipes.py puts the recipe's arm id here)
+    seed_stats: SeedStats | None = None   # an arm with several training seeds (scores = means over seeds)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -180,10 +187,11 @@ def merge_same_label(rows: list[Row]) -> list[Row]:
     out: list[Row] = []
     for row in rows:
         twin = next((o for o in out if not o.reference and not row.reference and o.label == row.label
+                     and o.seed_stats is None and row.seed_stats is None
                      and not set(o.scores) & set(row.scores)), None)
         if twin is None:
             out.append(Row(row.label, dict(row.scores), row.reference, row.note, dict(row.domains), row.match,
-                           row.key))
+                           row.key, row.seed_stats))
         else:
             twin.scores.update(row.scores)
             twin.domains.update(row.domains)
@@ -276,15 +284,69 @@ def build_table(rows: list[Row], ks: list[int], tasks: list[str] | None = None) 
         for name, ts in averages:
             rec[name] = {k: (float(np.mean([rec[t][k] for t in ts]))
                              if all(rec[t][k] is not None for t in ts) else None) for k in ks}
+        if row.seed_stats is not None:
+            rec["seed"] = seed_cells(row.seed_stats, [(t, [t]) for t in present] + averages, ks)
         records.append(rec)
     return columns, records
 
 
-def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "md") -> str:
-    def cell(rec: dict, v: float | None) -> str:
-        return "–" if v is None else "n/a" if math.isnan(v) else f"{100 * v:+.1f}" if rec.get("delta") else f"{100 * v:.1f}"
+def seed_cells(stats: SeedStats, columns: list[tuple[str, list[str]]], ks: list[int],
+               confidence: float = 0.95) -> dict[str, dict[int, tuple[float, float, float] | None]]:
+    """(lo, hi, per-seed std) per column and k of a multi-seed row (None where a task is missing)."""
+    out: dict[str, dict[int, tuple[float, float, float] | None]] = {}
+    for name, ts in columns:
+        have = all(t in stats.boot for t in ts)
+        out[name] = {k: stats.column(ts, j, confidence) if have else None for j, k in enumerate(ks)}
+    return out
+
+
+def seed_rows(runs: list[Run], ks: list, iterations: int = 2000, seed: int = 0,
+              labels: dict[str, str] | None = None) -> list[Row]:
+    """Rows for `runs`, one per run, except that the runs of an arm with several training seeds make one
+    row of means over the seeds with their SeedStats (harness/report/seeds.py); first-seen order. Only
+    pass@k cells (int columns) are aggregated over seeds: with other metric columns every run is a row.
+    `labels`: run path -> the name of its row (default: the run's label)."""
+    rows = []
+
+    def single(r: Run) -> Row:
+        row = run_row(r, ks)
+        if labels is not None:
+            row.label = labels.get(str(r.path), row.label)
+        return row
+
+    if not all(isinstance(k, int) for k in ks):
+        return [single(r) for r in runs]
+    for arm in group_arms(runs):
+        if arm.n_seeds == 1:
+            rows += [single(r) for r in arm.runs[0]]
+        else:
+            rows.append(arm_row(arm, ks, iterations, seed))
+    return rows
+
+
+def arm_row(arm: Arm, ks: list[int], iterations: int = 2000, seed: int = 0) -> Row:
+    means, stats = arm_stats(arm, ks, iterations, seed)
+    first = arm.runs[0][0]
+    domains = {t: r.task_domain(t) for runs in arm.runs for r in runs for t in run_counts(r)}
+    method = (first.info.get("method") or {}).get("name")
+    return Row(f"{arm.name} ({arm.n_seeds} seeds)", {t: {k: float(m[j]) for j, k in enumerate(ks)}
+                                                    for t, m in means.items()},
+               domains=domains, key=method or arm.name, seed_stats=stats)   # reference rows match the arm
+
+
+def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "md", seed_std: bool = False) -> str:
+    def cell(rec: dict, v: float | None, c: str | None = None, k: int | None = None) -> str:
+        text = ("–" if v is None else "n/a" if math.isnan(v) else f"{100 * v:+.1f}" if rec.get("delta")
+                else f"{100 * v:.1f}")
+        iv = (rec.get("seed") or {}).get(c, {}).get(k)
+        if v is None or iv is None:
+            return text
+        lo, hi, sd = iv
+        return text + (f" ±{100 * sd:.1f}" if seed_std else "") + f" [{100 * lo:.1f}, {100 * hi:.1f}]"
 
     if fmt == "csv":
+        if any(rec.get("seed") for rec in records):
+            return _seed_csv(columns, records, ks)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["run"] + [f"{c} {column_name(k)}" for c in columns for k in ks])
@@ -294,13 +356,33 @@ def render(columns: list[str], records: list[dict], ks: list[int], fmt: str = "m
                                          for c in columns for k in ks])
         return buf.getvalue()
     head = " / ".join(column_name(k) for k in ks)
-    body = [[rec["label"]] + [" / ".join(cell(rec, rec[c][k]) for k in ks) for c in columns] for rec in records]
+    body = [[rec["label"]] + [" / ".join(cell(rec, rec[c][k], c, k) for k in ks) for c in columns]
+            for rec in records]
     if fmt == "md":
-        return f"Scores in %, cells are {head}.\n\n" + tabulate(body, headers=["run", *columns],
-                                                                  tablefmt="github", disable_numparse=True)
+        seeds = any(rec.get("seed") for rec in records)
+        note = ("\nRows of several training seeds: mean over seeds" + (" ±std across seeds" if seed_std else "")
+                + " [95% two-level bootstrap interval: seeds, then problems within each seed]." if seeds else "")
+        return f"Scores in %, cells are {head}.{note}\n\n" + tabulate(body, headers=["run", *columns],
+                                                                        tablefmt="github", disable_numparse=True)
     if fmt == "latex":
         return tabulate(body, headers=["run", *columns], tablefmt="latex_booktabs", disable_numparse=True)
     raise UserError(f"--format: expected md, latex or csv, got {fmt!r}")
+
+
+def _seed_csv(columns: list[str], records: list[dict], ks: list[int]) -> str:
+    """CSV with, after each value column, its interval bounds and per-seed std (empty for one-run rows)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["run"] + [f"{c} pass@{k}{x}" for c in columns for k in ks for x in ("", " lo", " hi", " std")])
+    for rec in records:
+        out = [rec["label"]]
+        for c in columns:
+            for k in ks:
+                iv = (rec.get("seed") or {}).get(c, {}).get(k)
+                out += ["" if rec[c][k] is None else f"{100 * rec[c][k]:.4f}"]
+                out += [f"{100 * x:.4f}" for x in iv] if iv is not None and rec[c][k] is not None else ["", "", ""]
+        w.writerow(out)
+    return buf.getvalue()
 
 
 def default_table_ks(runs: list[Run]) -> list[int]:
@@ -315,20 +397,19 @@ def default_table_ks(runs: list[Run]) -> list[int]:
 
 
 def table(run_paths: list[str], ks: list[int] | None = None, fmt: str = "md", reference: str | None = None,
-          tasks: list[str] | None = None, allow_different_problems: bool = False) -> str:
-    """The `rlvr table` verb as a function. ks=None: see `default_table_ks`."""
+          tasks: list[str] | None = None, allow_different_problems: bool = False, seed_std: bool = False) -> str:
+    """The `rlvr table` verb as a function. ks=None: see `default_table_ks`. Runs of one arm with several
+    training seeds make one row (see the module doc); `seed_std` adds the per-seed std to its cells."""
     runs = [Run.open(p) for p in run_paths]
     if not allow_different_problems:
         check_same_problems(runs)
     ks = default_table_ks(runs) if ks is None else ks
-    rows = [run_row(r, ks) for r in runs]
-    for row, label in zip(rows, distinct_labels(runs), strict=True):
-        row.label = label
-    return table_from_rows(rows, ks, fmt, reference, tasks)
+    labels = {str(r.path): name for r, name in zip(runs, distinct_labels(runs), strict=True)}
+    return table_from_rows(seed_rows(runs, ks, labels=labels), ks, fmt, reference, tasks, seed_std)
 
 
 def table_from_rows(rows: list[Row], ks: list[int], fmt: str = "md", reference: str | None = None,
-                    tasks: list[str] | None = None) -> str:
+                    tasks: list[str] | None = None, seed_std: bool = False) -> str:
     """Render run rows (already scored at `ks`) with the published rows of `reference` and the deltas."""
     rows = merge_same_label(rows)
     if reference:
@@ -338,7 +419,7 @@ def table_from_rows(rows: list[Row], ks: list[int], fmt: str = "md", reference: 
     columns, records = build_table(rows, ks, tasks)
     deltas = delta_records(rows, records, columns, ks)
     shown = [d for d in deltas if d["shared"]]
-    text = render(columns, records + shown, ks, fmt)
+    text = render(columns, records + shown, ks, fmt, seed_std)
     if fmt == "md" and deltas and not shown:
         text += ("\n\nNo deltas: the matched runs and the published rows share no benchmark column "
                  "(micro-world runs score the micro tasks, not the paper's benchmarks).")
