@@ -96,6 +96,24 @@ def build_environment() -> dict:
 
 
 QUICK = dict(eval_n=64, eval_limit=6, rl_steps=8)
+# Arms `--methods` can select beyond the recipe's default list (the main job runs only the default):
+# the methods people compare against and the GRPO presets, each at its documented defaults.
+OPTIONAL_METHODS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
+    ("dapo", ()), ("dr_grpo", ()), ("gspo", ()), ("cispo", ()), ("rloo", ()), ("reinforce_pp", ()),
+    ("reinforce_pp_baseline", ()), ("clip_cov", ()), ("kl_cov", ()), ("passk", ()), ("gmpo", ()))
+
+
+def select_arms(recipe: MicroRecipe, only: list[str] | None) -> list[tuple[str, tuple]]:
+    """The recipe's methods (only None), else the named arms among those and `OPTIONAL_METHODS`, in that
+    order; an unknown name is a UserError listing the known ones."""
+    if only is None:
+        return list(recipe.methods)
+    arms = list(recipe.methods) + [a for a in OPTIONAL_METHODS if a[0] not in dict(recipe.methods)]
+    unknown = [n for n in only if n not in dict(arms)]
+    if unknown:
+        raise UserError(f"--methods: unknown method {', '.join(map(repr, unknown))} for the micro world; known: "
+                        f"{', '.join(n for n, _ in arms)}")
+    return [(n, o) for n, o in arms if n in only]
 
 
 def base_documents(recipe: MicroRecipe) -> list[tuple[str, str]]:
@@ -393,6 +411,7 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     preflight(recipe.families)   # micro_code runs programs: the sandbox must work before anything is built
     if quick:
         recipe = replace(recipe, **QUICK)
+    chosen = select_arms(recipe, only)
     out, cache = Path(out), Path(cache)
     note = cpu_isa.note()
     print(f"PyTorch CPU kernels: {cpu_isa.current()}" + (" (pinned)" if note is None else ""), flush=True)
@@ -409,7 +428,6 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     check_out_environment(out, {**build_environment(), "base": model_fingerprint(str(base))["sha256"]})
 
     models = {"base": base}
-    chosen = [(n, o) for n, o in recipe.methods if only is None or n in only]
     runs = []
     # one verifier pool for every stage: its workers start once and its verdict cache is shared
     with VerifierPool(preload=sorted({type(tasks.get(f)).__module__ for f in recipe.families})) as pool:
@@ -449,4 +467,4 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
 
 __all__ = ["MicroRecipe", "QUICK", "REGRESSION_TOLERANCE", "SHIPPED_BASE", "build_base", "build_environment",
            "check_shipped_base", "compare_weights", "compare_with_committed", "evaluate_model", "micro_base",
-           "run_micro", "ship_base", "train_method"]
+           "run_micro", "ship_base", "train_method", "OPTIONAL_METHODS", "select_arms"]
