@@ -1,7 +1,7 @@
 """CISPO: clipped importance-sampling-weight policy optimisation (docs/methods/cispo.md).
 
 Paper: MiniMax, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention",
-arXiv 2506.13585 (sec. 3.1, Eq. 4-5). Code: no training code from the authors; verl 0.9.1
+arXiv 2506.13585 (the CISPO section). Code: no training code from the authors; verl 0.9.1
 `verl/trainer/ppo/core_algos.py::compute_policy_loss_cispo` (registered as `cispo`).
 """
 
@@ -29,7 +29,7 @@ class CISPO(Method):
         eps_low to a large value"; verl takes both bounds from actor.clip_ratio*, 0.2 by default).
     eps_high: the paper tunes only this bound and does not report its value; 0.28 (DAPO's clip-higher) is
         our choice.
-    norm_adv_by_std: GRPO's group-normalised advantage (the paper's Eq. 5 uses the group-relative
+    norm_adv_by_std: GRPO's group-normalised advantage (the paper uses the group-relative
         advantage of GRPO).
     loss_agg_mode: token-mean, the paper's normalisation by the total token count of the batch.
     The paper's general form also has a token mask M_t (PPO's trust region as a mask); it is not used in

@@ -2,7 +2,7 @@
 KL term (docs/methods/clip_cov.md, docs/methods/kl_cov.md).
 
 Paper: Cui et al., "The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models",
-arXiv 2505.22617 (sec. 4). Code: github.com/PRIME-RL/Entropy-Mechanism-of-RL
+arXiv 2505.22617. Code: github.com/PRIME-RL/Entropy-Mechanism-of-RL
 `verl/trainer/ppo/core_algos.py` (`compute_policy_loss_clip_cov`, `compute_policy_loss_kl_cov`); verl
 0.9.1 `verl/trainer/ppo/core_algos.py` registers both (`clip_cov`, `kl_cov`), adapted from it.
 

@@ -32,11 +32,11 @@ class GSPO(Method):
 
     eps_low, eps_high: 3e-4 and 4e-4, the paper's clip range (a sequence-level ratio is a geometric mean,
         so its useful range is two orders smaller than PPO's 0.2).
-    ratio_level: "sequence" (paper Eq. 5-7: s_i with its gradient through every token of the response) or
-        "token" (GSPO-token, paper Eq. 13-14 and verl's `gspo`: s_i,t = sg[s_i] pi(y_t) / sg[pi(y_t)], each
+    ratio_level: "sequence" (the paper's GSPO: s_i with its gradient through every token of the response) or
+        "token" (the paper's GSPO-token and verl's `gspo`: s_i,t = sg[s_i] pi(y_t) / sg[pi(y_t)], each
         token with its own advantage). For outcome advantages (one value per response) the two give the
         same loss and gradient under every loss_agg_mode; they differ only for per-token advantages.
-    norm_adv_by_std: divide the group advantage by its std (GRPO; the paper's Eq. 8).
+    norm_adv_by_std: divide the group advantage by its std (GRPO, as in the paper).
     loss_agg_mode: seq-mean-token-mean, the paper's per-sequence average (verl's function default; verl's
         actor default is token-mean, which weights a sequence by its length).
     The sequence log-ratio is clamped at 10 from above before exp (verl), so a runaway sequence gets no

@@ -158,3 +158,27 @@ def test_the_settings_exercise_clipping():
         method = methods.build(name)
         _, stats = method.loss(token_batch(method))
         assert 0 < stats["pg_clipfrac"] < 1, name
+
+
+@pytest.mark.parametrize("block", [{"name": "dapo"}, {"name": "gspo", "ratio_level": "token"}, {"name": "clip_cov"},
+                                   {"name": "passk", "k": 2}])
+def test_the_new_methods_launch_through_verls_config_loader(block, tmp_path):
+    """`rlvr train --backend verl` with a new method (or the DAPO preset, whose dynamic sampling is a
+    default, not a field in the block) composes a config verl accepts, with our plugin's loss."""
+    from hydra import compose, initialize_config_module
+    from rlvr.harness.backends.verl import launch, verl_name
+    from rlvr.harness.config import from_dict
+    from rlvr.harness.train.trainer import TrainConfig
+
+    cfg = from_dict(TrainConfig, {
+        "model": str(tmp_path / "model"), "out": str(tmp_path / "out"), "tasks": ["micro_arith"], "method": block,
+        "prompts_per_step": 16, "rollouts_per_prompt": 8, "micro_batch_size": 4, "mini_batch_size": 64, "steps": 2,
+        "sampling": {"max_new_tokens": 512}})
+    plan = launch.translate(cfg, from_dict(launch.VerlSection, {}, "verl"), str(tmp_path / "train.parquet"),
+                            str(tmp_path / "val.parquet"), n_train=1000, max_prompt_tokens=300, has_val_tasks=False)
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        conf = compose(config_name="ppo_trainer", overrides=plan.overrides)
+    method = methods.build_spec(block)
+    assert conf.algorithm.adv_estimator == conf.actor_rollout_ref.actor.policy_loss.loss_mode == verl_name(block["name"])
+    assert conf.actor_rollout_ref.actor.loss_agg_mode == method.loss_agg_mode
+    assert conf.algorithm.filter_groups.enable == (block["name"] == "dapo")
