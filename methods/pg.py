@@ -25,7 +25,7 @@ class ClippedPG(Method):
 
     eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high] (verl's `clip_ratio`, 0.2).
     dual_clip_c: dual clip for A < 0 (verl's `clip_ratio_c`; verl's vanilla loss always applies it, at
-        3.0 by default); null turns it off, as in the REINFORCE++ and RLOO papers' PPO-style losses.
+        3.0 by default); null (the default, as for `grpo`) turns it off; 3.0 is verl's loss.
     kl_coef: beta of the k3 KL to the reference policy in the loss (verl's `use_kl_loss`); > 0 needs ref_logp.
     entropy_coef: subtract c * agg(entropy), the entropy keeping its gradient; > 0 needs entropy.
     loss_agg_mode, microbatch_weighted: see methods/aggregation.py (token-mean: verl's default).
