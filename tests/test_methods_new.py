@@ -252,3 +252,23 @@ def test_micro_world_selects_every_new_method_but_runs_only_the_default_arms_by_
     assert [n for n, _ in select_arms(recipe, ["gspo", "grpo", "passk"])] == ["grpo", "gspo", "passk"]
     with pytest.raises(UserError, match="unknown method 'nope'"):
         select_arms(recipe, ["grpo", "nope"])
+
+
+def test_on_policy_several_losses_have_grpos_gradient():
+    """At the on-policy step (ratio 1, one update per batch, as `rlvr reproduce micro` trains) GSPO and
+    GMPO have the gradient of GRPO with seq-mean-token-mean, and CISPO and KL-Cov that of token-mean GRPO:
+    they differ only once the policy moves off the sampling policy (several updates per batch). The micro
+    world's table therefore shows them equal."""
+    def grad(name, overrides):
+        m = methods.build(name, overrides)
+        b = random_batch(m, seed=4, noise=0.0)
+        b = TokenBatch(**{**b.__dict__, "advantages": methods.build("grpo").advantages(b.rewards, b.group_ids, b.mask)})
+        (g,) = torch.autograd.grad(m.loss(b)[0], b.logp)
+        return g
+
+    seq = grad("grpo", {"kl_coef": 0.0})
+    tok = grad("grpo", {"kl_coef": 0.0, "loss_agg_mode": "token-mean"})
+    for name in ("gspo", "gmpo"):        # GMPO divides by (length + 1e-8), as verl: a relative 1e-8
+        torch.testing.assert_close(grad(name, {}), seq, rtol=1e-7, atol=1e-12)
+    for name in ("cispo", "kl_cov"):
+        torch.testing.assert_close(grad(name, {}), tok, rtol=1e-12, atol=1e-12)
