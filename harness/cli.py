@@ -437,8 +437,9 @@ def _setup_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory (default: runs/micro[-quick], runs/reproduce/NAME[-micro])")
     p.add_argument("--cache", default=".cache/rlvr", help="where base models built here are cached (--rebuild-base, "
                                                           "recipes of another base) (default: .cache/rlvr)")
-    p.add_argument("--methods", help="comma-separated subset of methods (micro) or arm ids (recipes) to run "
-                                     "(default: all)")
+    p.add_argument("--methods", help="comma-separated methods (micro: the default arms and any other registered "
+                                     "method of OPTIONAL_METHODS, e.g. dapo,gspo,cispo,rloo) or arm ids (recipes) "
+                                     "to run (default: the recipe's arms)")
     p.add_argument("--seeds", help="comma-separated training seeds: every trained arm is trained and evaluated once "
                                    "per seed, into runs named ARM-sSEED (default: the micro recipe's 0,1,2; a "
                                    "paper recipe's one seed)")

@@ -22,7 +22,10 @@ __all__ = ["Method", "TokenBatch", "AUX_FIELDS", "register", "get", "available",
 _REGISTRY: dict[str, type[Method]] = {}
 
 # Modules that define methods; each registers its methods on import.
-_METHOD_MODULES: tuple[str, ...] = ("rlvr.methods.grpo", "rlvr.methods.nsr", "rlvr.methods.lp_reg", "rlvr.methods.casp", "rlvr.methods.bbg")
+_METHOD_MODULES: tuple[str, ...] = ("rlvr.methods.grpo", "rlvr.methods.nsr", "rlvr.methods.lp_reg", "rlvr.methods.casp", "rlvr.methods.bbg",
+                                    "rlvr.methods.gspo", "rlvr.methods.cispo", "rlvr.methods.rloo",
+                                    "rlvr.methods.reinforce_pp", "rlvr.methods.cov", "rlvr.methods.passk",
+                                    "rlvr.methods.gmpo")
 
 
 def register(name: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,7 @@ from rlvr.methods.aggregation import AggMode, k3_kl, masked_mean, ppo_clip_terms
 from rlvr.methods.base import Method, TokenBatch
 from torch import Tensor
 
-__all__ = ["GRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats", "clipped_pg_loss", "with_entropy_bonus"]
+__all__ = ["GRPO", "DAPO", "DrGRPO", "DAPO_OVERRIDES", "DR_GRPO_OVERRIDES", "ppo_stats", "clipped_pg_loss", "with_entropy_bonus"]
 
 
 def ppo_stats(batch: TokenBatch, ratio: Tensor, clipped: Tensor, capped: Tensor | None = None) -> dict[str, float]:
@@ -62,9 +63,10 @@ class GRPO(Method):
     `kl_penalty`, `agg_loss`). User documentation: docs/methods/grpo.md.
     Defaults are DeepSeekMath's main setting: beta 0.04, std normalisation, per-response mean then
     group mean (`seq-mean-token-mean`); eps is not stated in the paper, so verl's 0.2 is used.
-    Variants by override (module constants): `DAPO_OVERRIDES` (arXiv 2503.14476: clip-higher
-    0.2/0.28, token-mean, dynamic sampling, overlong shaping, no KL) and `DR_GRPO_OVERRIDES`
-    (arXiv 2503.20783: no std normalisation, `seq-mean-token-sum-norm`, no KL).
+    Variants as presets (the same fields, other defaults): `dapo` (arXiv 2503.14476: clip-higher
+    0.2/0.28, token-mean, dynamic sampling, overlong shaping, no KL) and `dr_grpo` (arXiv 2503.20783: no
+    std normalisation, `seq-mean-token-sum-norm`, no KL); `DAPO_OVERRIDES` and `DR_GRPO_OVERRIDES` hold
+    their differences from `grpo`.
 
     eps_low, eps_high: PPO clip range [1 - eps_low, 1 + eps_high].
     dual_clip_c: verl's dual clip for A < 0 (on at 3.0 in verl 0.9.1, absent in verl 0.2).
@@ -148,10 +150,48 @@ class GRPO(Method):
         return loss, stats
 
 
-DAPO_OVERRIDES: dict[str, object] = {
-    "eps_low": 0.2, "eps_high": 0.28, "loss_agg_mode": "token-mean", "kl_coef": 0.0,
-    "dynamic_sampling": True, "overlong_max_len": 20480, "overlong_cache": 4096,
-}
-DR_GRPO_OVERRIDES: dict[str, object] = {
-    "norm_adv_by_std": False, "loss_agg_mode": "seq-mean-token-sum-norm", "kl_coef": 0.0,
-}
+@register("dapo")
+@dataclass(frozen=True)
+class DAPO(GRPO):
+    """DAPO: GRPO with clip-higher (eps 0.2 / 0.28), token-mean, dynamic sampling, the soft overlong
+    penalty (L_max 20480, cache 4096) and no KL: the paper's settings as defaults of GRPO's fields.
+
+    Paper: Yu et al., "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", arXiv 2503.14476.
+    Code: verl `recipe/dapo` (volcengine/verl). The overlong penalty follows Eq. 13 (a floor of -1 past
+    L_max; verl's code has none, as its responses cannot outgrow L_max). See `GRPO` for every field and
+    docs/methods/dapo.md.
+    """
+
+    loss_agg_mode: AggMode = "token-mean"
+    eps_high: float = 0.28
+    kl_coef: float = 0.0
+    dynamic_sampling: bool = True
+    overlong_max_len: int | None = 20480
+    overlong_cache: int = 4096
+
+
+@register("dr_grpo")
+@dataclass(frozen=True)
+class DrGRPO(GRPO):
+    """GRPO Done Right: GRPO without the std normalisation of the advantage and without the per-response length
+    normalisation (`seq-mean-token-sum-norm`: sum over tokens / (G * L_max)), no KL.
+
+    Dr. GRPO. Paper: Liu et al., "Understanding R1-Zero-Like Training: A Critical Perspective", arXiv 2503.20783.
+    Code: github.com/sail-sg/understand-r1-zero (on oat); verl `norm_adv_by_std_in_grpo=False` with
+    `loss_agg_mode=seq-mean-token-sum-norm`. See `GRPO` for every field; the normaliser's constant is
+    the trainer's max response length (methods/aggregation.py). docs/methods/dr_grpo.md.
+    """
+
+    loss_agg_mode: AggMode = "seq-mean-token-sum-norm"
+    norm_adv_by_std: bool = False
+    kl_coef: float = 0.0
+
+
+def _differences(cls: type[GRPO]) -> dict[str, object]:
+    base, preset = GRPO(), cls()
+    return {f.name: getattr(preset, f.name) for f in dataclasses.fields(base)
+            if getattr(preset, f.name) != getattr(base, f.name)}
+
+
+DAPO_OVERRIDES: dict[str, object] = _differences(DAPO)
+DR_GRPO_OVERRIDES: dict[str, object] = _differences(DrGRPO)

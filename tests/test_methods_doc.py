@@ -21,12 +21,12 @@ def python_blocks() -> list[str]:
 def example_method():
     method_src, _ = python_blocks()
     assert len(method_src.splitlines()) <= 65, "the worked example should stay about 60 lines"
-    module = types.ModuleType("methods.rloo")
-    sys.modules["methods.rloo"] = module
-    exec(compile(method_src, f"{DOC}:methods/rloo.py", "exec"), module.__dict__)
+    module = types.ModuleType("methods.opo")
+    sys.modules["methods.opo"] = module
+    exec(compile(method_src, f"{DOC}:methods/opo.py", "exec"), module.__dict__)
     yield module
-    methods._REGISTRY.pop("rloo", None)
-    sys.modules.pop("methods.rloo", None)
+    methods._REGISTRY.pop("opo", None)
+    sys.modules.pop("methods.opo", None)
 
 
 def test_doc_has_the_method_and_its_test():
@@ -34,19 +34,19 @@ def test_doc_has_the_method_and_its_test():
 
 
 def test_example_registers_and_builds(example_method):
-    assert "rloo" in methods.available()
-    m = methods.build("rloo", {"eps_high": 0.28})
+    assert "opo" in methods.available()
+    m = methods.build("opo", {"eps_high": 0.28})
     assert m.eps_high == 0.28 and m.requires == frozenset()
     with pytest.raises(ValueError, match="unknown field 'eps_hi'"):
-        methods.build("rloo", {"eps_hi": 0.3})
-    desc = methods.describe("rloo")
-    assert desc["summary"].startswith("RLOO") and [f["name"] for f in desc["fields"]][-2:] == ["eps_low", "eps_high"]
+        methods.build("opo", {"eps_hi": 0.3})
+    desc = methods.describe("opo")
+    assert desc["summary"].startswith("OPO") and [f["name"] for f in desc["fields"]][-2:] == ["eps_low", "eps_high"]
 
 
 def test_examples_tests_pass(example_method):
     _, test_src = python_blocks()
     ns: dict = {}
-    exec(compile(test_src, f"{DOC}:tests/test_methods_rloo.py", "exec"), ns)
+    exec(compile(test_src, f"{DOC}:tests/test_methods_opo.py", "exec"), ns)
     tests = [f for name, f in ns.items() if name.startswith("test_")]
     assert len(tests) == 2
     for t in tests:

@@ -8,7 +8,8 @@ from rlvr.methods.grpo import DAPO_OVERRIDES, DR_GRPO_OVERRIDES
 
 from rlvr import methods
 
-ALL = ["bbg", "casp", "grpo", "lp_reg", "nsr", "psr", "w_reinforce"]
+ALL = ["bbg", "casp", "grpo", "lp_reg", "nsr", "psr", "w_reinforce", "dapo", "dr_grpo", "gspo", "cispo", "rloo",
+       "reinforce_pp", "reinforce_pp_baseline", "clip_cov", "kl_cov", "passk", "gmpo"]
 
 
 def test_available_lists_every_method():

@@ -52,7 +52,8 @@ def random_batch(method, B=6, T=7, seed=0, dtype=torch.float64):
 
 
 # methods with non-default settings that change their loss or requirements
-VARIANTS = [(name, {}) for name in methods.available()] + [
+# (pass@k training's k must not exceed random_batch's groups of 3)
+VARIANTS = [(name, {"k": 2} if name == "passk" else {}) for name in methods.available()] + [
     ("grpo", {"kl_coef": 0.0, "entropy_coef": 0.01, "loss_agg_mode": "seq-mean-token-sum-norm"}),
     ("casp", {"top1_penalty": "ratio", "positive_rows": "advantage"}),
     ("lp_reg", {"percentile_scope": "batch", "clip_form": "paper", "rho": 0.3}),
@@ -104,11 +105,13 @@ def test_registered_loss_is_ours(name, overrides, method_env):
     b = random_batch(method)
     fn = core_algos.get_policy_loss_fn(verl_name(name))
     aux = {k: v for k, v in b.items() if k in method.requires}
+    torch.manual_seed(0)                 # Clip-Cov draws tokens from torch's global generator
     loss, stats = fn(old_log_prob=b["old_logp"], log_prob=b["logp"], advantages=b["advantages"],
                      response_mask=b["mask"].bool(), loss_agg_mode=method.loss_agg_mode, config=None,
                      rollout_is_weights=None, rewards=b["rewards"], group_ids=b["group_ids"],
                      some_future_keyword=1, **aux)
     (g_verl,) = torch.autograd.grad(loss, b["logp"])
+    torch.manual_seed(0)
     want, want_stats = method.loss(TokenBatch(**b))
     (g_ours,) = torch.autograd.grad(want, b["logp"])
     torch.testing.assert_close(loss, want, rtol=0, atol=0)

@@ -78,10 +78,12 @@ class MicroRecipe:
     eval_limit: int = 24            # held-out problems per family
     seed: int = 0                   # the base model's and the evaluations' seed (not a training seed)
 
-    def arms(self) -> list[tuple[str, str, dict, dict | None]]:
-        """(arm, method name, method overrides, reward section or None) of every trained arm."""
-        out = [(name, name, dict(over), None) for name, over in self.methods]
-        if self.random_reward:
+    def arms(self, only: list[str] | None = None) -> list[tuple[str, str, dict, dict | None]]:
+        """(arm, method name, method overrides, reward section or None) of every trained arm; with `only`, the
+        named ones among the recipe's methods, the random-reward control and `OPTIONAL_METHODS`."""
+        chosen = self.methods if only is None else select_arms(self, only)
+        out = [(name, name, dict(over), None) for name, over in chosen]
+        if self.random_reward and (only is None or RANDOM_REWARD_ARM in only):
             grpo = dict(dict(self.methods).get("grpo", ()))
             out.append((RANDOM_REWARD_ARM, "grpo", grpo, {"kind": "random"}))
         return out
@@ -89,7 +91,7 @@ class MicroRecipe:
     def trained_runs(self, only: list[str] | None = None) -> list[tuple[str, str, str, dict, dict | None, int]]:
         """(run label ARM-sSEED, arm, method, overrides, reward, seed) of every training, seed by seed."""
         return [(run_label(arm, seed), arm, name, over, reward, seed) for seed in self.train_seeds
-                for arm, name, over, reward in self.arms() if only is None or arm in only]
+                for arm, name, over, reward in self.arms(only)]
 
     def base_recipe_key(self) -> str:
         """A hash of what the recipe says about its base model (which base it is, not how it was made)."""
@@ -157,6 +159,27 @@ def estimate_seconds(recipe: MicroRecipe, only: list[str] | None = None) -> dict
     ev = len(recipe.trained_runs(only)) * per_eval + u["base_eval_factor"] * per_eval + u["base_eval_extra"]
     out = {"train": train, "eval": ev, "report": u["report"]}
     return {k: round(v, 1) for k, v in {**out, "total": sum(out.values())}.items()}
+
+
+QUICK = dict(eval_n=64, eval_limit=6, rl_steps=8)
+# Arms `--methods` can select beyond the recipe's default list (the main job runs only the default):
+# the methods people compare against and the GRPO presets, each at its documented defaults.
+OPTIONAL_METHODS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
+    ("dapo", ()), ("dr_grpo", ()), ("gspo", ()), ("cispo", ()), ("rloo", ()), ("reinforce_pp", ()),
+    ("reinforce_pp_baseline", ()), ("clip_cov", ()), ("kl_cov", ()), ("passk", ()), ("gmpo", ()))
+
+
+def select_arms(recipe: MicroRecipe, only: list[str] | None) -> list[tuple[str, tuple]]:
+    """The recipe's methods (only None), else the named arms among those and `OPTIONAL_METHODS`, in that
+    order; an unknown name is a UserError listing the known ones."""
+    if only is None:
+        return list(recipe.methods)
+    arms = list(recipe.methods) + [a for a in OPTIONAL_METHODS if a[0] not in dict(recipe.methods)]
+    unknown = [n for n in only if n not in dict(arms) and n != RANDOM_REWARD_ARM]
+    if unknown:
+        raise UserError(f"--methods: unknown method {', '.join(map(repr, unknown))} for the micro world; known: "
+                        f"{', '.join(n for n, _ in arms)}")
+    return [(n, o) for n, o in arms if n in only]
 
 
 def base_documents(recipe: MicroRecipe) -> list[tuple[str, str]]:
@@ -617,10 +640,8 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     from rlvr import tasks
 
     recipe = recipe or MicroRecipe()
-    known = [arm for arm, *_ in recipe.arms()]
-    unknown = [m for m in only or [] if m not in known]
-    if unknown:
-        raise UserError(f"--methods: the micro world has no method {unknown[0]!r} (known: {', '.join(known)})")
+    if only is not None:
+        recipe.arms(only)        # an unknown name is a one-line error before anything is built
     preflight(recipe.families)   # micro_code runs programs: the sandbox must work before anything is built
     if quick:
         recipe = replace(recipe, **QUICK)
@@ -675,7 +696,7 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
     rows = boundary(str(out / "runs" / "base"), runs[1:])
     (out / "boundary.md").write_text(boundary_md(rows, "base") + "\n")
     (out / "boundary.csv").write_text(boundary_csv(rows))
-    signal = learning_signal(out, [arm for arm, *_ in recipe.arms() if only is None or arm in only])
+    signal = learning_signal(out, [arm for arm, *_ in recipe.arms(only)])
     learning = learning_lines(signal)
     (out / "learning.json").write_text(json.dumps(signal, indent=2) + "\n")
     recipe_json = asdict(recipe) | {"quick": quick}
@@ -702,4 +723,4 @@ def run_micro(out: str | Path, cache: str | Path, quick: bool = False, progress:
 __all__ = ["MicroRecipe", "QUICK", "RANDOM_REWARD_ARM", "REGRESSION_TOLERANCE", "SHIPPED_BASE", "UNIT_SECONDS",
            "arm_runs", "beats", "build_base", "signal_changes", "build_environment", "estimate_seconds", "learning_signal", "moved", "run_label",
            "check_shipped_base", "compare_weights", "compare_with_committed", "evaluate_model", "micro_base",
-           "run_micro", "ship_base", "train_method"]
+           "run_micro", "ship_base", "train_method", "OPTIONAL_METHODS", "select_arms"]
