@@ -123,6 +123,13 @@ def describe(name: str) -> dict[str, Any]:
     cls = get(name)
     hints = get_type_hints(cls)
     doc = typing.cast(str, cls.__doc__ or "").strip()
+    if "arxiv" not in doc.lower():   # the paper and code are cited once, in the module docstring: show them too
+        import sys
+
+        module_doc = getattr(sys.modules.get(cls.__module__), "__doc__", None) or ""
+        sources = [p.strip() for p in module_doc.split("\n\n") if "Paper:" in p or "Code:" in p]
+        if sources:
+            doc = doc + "\n\n" + "\n\n".join(sources)
     return {
         "name": name,
         "summary": _first_sentence(doc),

@@ -1,7 +1,7 @@
 """CISPO: clipped importance-sampling-weight policy optimisation (docs/methods/cispo.md).
 
 Paper: MiniMax, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention",
-arXiv 2506.13585 (the CISPO section). Code: no training code from the authors; verl 0.9.1
+arXiv 2506.13585 (the CISPO section). Code: no training code from the authors; verl 0.9.1 (https://github.com/volcengine/verl)
 `verl/trainer/ppo/core_algos.py::compute_policy_loss_cispo` (registered as `cispo`).
 """
 

@@ -157,7 +157,7 @@ class DAPO(GRPO):
     penalty (L_max 20480, cache 4096) and no KL: the paper's settings as defaults of GRPO's fields.
 
     Paper: Yu et al., "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", arXiv 2503.14476.
-    Code: verl `recipe/dapo` (volcengine/verl). The overlong penalty follows Eq. 13 (a floor of -1 past
+    Code: verl `recipe/dapo` (https://github.com/volcengine/verl). The overlong penalty follows Eq. 13 (a floor of -1 past
     L_max; verl's code has none, as its responses cannot outgrow L_max). See `GRPO` for every field and
     docs/methods/dapo.md.
     """

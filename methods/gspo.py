@@ -2,7 +2,7 @@
 (docs/methods/gspo.md).
 
 Paper: Zheng et al., "Group Sequence Policy Optimization", arXiv 2507.18071. Code: no training code from
-the authors; verl 0.9.1 `verl/trainer/ppo/core_algos.py::compute_policy_loss_gspo` (registered as `gspo`,
+the authors; verl 0.9.1 (https://github.com/volcengine/verl) `verl/trainer/ppo/core_algos.py::compute_policy_loss_gspo` (registered as `gspo`,
 the GSPO-token form), with verl's `grpo` advantage.
 """
 

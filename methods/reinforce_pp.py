@@ -1,7 +1,7 @@
 """REINFORCE++ and REINFORCE++-baseline: batch-whitened REINFORCE advantages (docs/methods/reinforce_pp.md).
 
 Paper: Hu et al., "REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt and Reward
-Models", arXiv 2501.03262. Code: OpenRLHF (`advantage_estimator` `reinforce`, `reinforce_baseline`);
+Models", arXiv 2501.03262. Code: OpenRLHF (https://github.com/OpenRLHF/OpenRLHF) (`advantage_estimator` `reinforce`, `reinforce_baseline`);
 verl 0.9.1 `verl/trainer/ppo/core_algos.py` (`compute_reinforce_plus_plus_outcome_advantage`,
 `compute_reinforce_plus_plus_baseline_outcome_advantage`, with the `vanilla` PPO loss).
 """

@@ -1,7 +1,7 @@
 """RLOO: REINFORCE with a leave-one-out group baseline (docs/methods/rloo.md).
 
 Paper: Ahmadian et al., "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human
-Feedback in LLMs", arXiv 2402.14740. Code: verl 0.9.1 `verl/trainer/ppo/core_algos.py`
+Feedback in LLMs", arXiv 2402.14740. Code: verl 0.9.1 (https://github.com/volcengine/verl) `verl/trainer/ppo/core_algos.py`
 (`compute_rloo_outcome_advantage`, registered as `rloo`, with the `vanilla` PPO loss).
 """
 

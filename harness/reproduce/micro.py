@@ -161,7 +161,6 @@ def estimate_seconds(recipe: MicroRecipe, only: list[str] | None = None) -> dict
     return {k: round(v, 1) for k, v in {**out, "total": sum(out.values())}.items()}
 
 
-QUICK = dict(eval_n=64, eval_limit=6, rl_steps=8)
 # Arms `--methods` can select beyond the recipe's default list (the main job runs only the default):
 # the methods people compare against and the GRPO presets, each at its documented defaults.
 OPTIONAL_METHODS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
