@@ -120,37 +120,67 @@ def _timeouts() -> tuple[int | None, int | None]:
     return None, None
 
 
-def _mv_parse(text: str, parse_timeout: int | None) -> list:
-    """math-verify's `parse`, except that a timeout is a `VerifierError` (the check could not run) and not the
-    empty parse math-verify returns for it, which reads as a wrong answer (and, memoised, would stay one).
-    Any other parser failure is an unreadable answer, [] as in math-verify."""
+class AnswerTimeout(Exception):
+    """math-verify timed out on an answer twice, the second time with twice the budget: the answer itself is
+    too hard to read or compare (a power tower, Math-Verify#65), not a slow moment of the machine. The
+    checker scores that candidate as not matching, with the reason saying so; on the gold side it is a
+    VerifierError (a gold must always be readable)."""
+
+
+# answers math-verify timed out on twice: not tried again in this process
+_TIMED_OUT: set[tuple] = set()
+
+
+def _twice(what: tuple, run, budget: int | None):
+    """run(budget), and once more with twice the budget when math-verify's alarm fires: a timeout on a
+    loaded machine (or a first call that pays lazy imports inside the alarm) gets a second, longer try and
+    is then the true result, never the [] / False math-verify returns at its alarm. A second timeout raises
+    AnswerTimeout (remembered per process, so a pathological answer costs its time once)."""
+    if what in _TIMED_OUT:
+        raise AnswerTimeout(what[0])
     try:
-        return parse(text, parsing_timeout=parse_timeout, raise_on_error=True)
-    except TimeoutException as e:
-        raise VerifierError(f"math-verify could not parse {text[:80]!r} within {parse_timeout} s") from e
-    except Exception:
-        return []
+        return run(budget)
+    except TimeoutException:
+        if budget is None:
+            raise
+    try:
+        return run(2 * budget)
+    except TimeoutException:
+        _TIMED_OUT.add(what)
+        raise AnswerTimeout(f"math-verify timed out twice ({budget} s, then {2 * budget} s)") from None
+
+
+def _mv_parse(text: str, parse_timeout: int | None) -> list:
+    """math-verify's `parse`, with `_twice`'s timeout rule instead of the empty parse math-verify returns at
+    its alarm (which reads as a wrong answer and, memoised, would stay one). Any other parser failure is an
+    unreadable answer, [] as in math-verify."""
+    def run(budget):
+        try:
+            return parse(text, parsing_timeout=budget, raise_on_error=True)
+        except Exception:
+            return []
+    return _twice(("parse", text), run, parse_timeout)
 
 
 def _mv_verify(gold: list, pred: list, verify_timeout: int | None, **kw) -> bool:
-    """math-verify's `verify` (any pair of gold and candidate parses equal), except that a comparison that
-    times out is a `VerifierError` and not the False math-verify returns for it. Any other failure of one
-    comparison makes that pair unequal, as in math-verify."""
+    """math-verify's `verify` (any pair of gold and candidate parses equal), with `_twice`'s timeout rule per
+    pair instead of the False math-verify returns at its alarm. Any other failure of one comparison makes
+    that pair unequal, as in math-verify."""
     for g, t in itertools.product(gold, pred):
-        try:
-            if verify([g], [t], timeout_seconds=verify_timeout, raise_on_error=True, **kw):
-                return True
-        except TimeoutException as e:
-            raise VerifierError(f"math-verify could not compare the answers within {verify_timeout} s") from e
-        except Exception:
-            continue
+        def run(budget, g=g, t=t):
+            try:
+                return verify([g], [t], timeout_seconds=budget, raise_on_error=True, **kw)
+            except Exception:
+                return False
+        if _twice(("verify", str(g), str(t), tuple(sorted(kw.items()))), run, verify_timeout):
+            return True
     return False
 
 
 @functools.lru_cache(maxsize=8192)
 def parse_answer(answer: str) -> tuple:
-    """math-verify's parse of one answer string (gold or candidate), memoised per process (a timeout raises
-    VerifierError, which is not memoised)."""
+    """math-verify's parse of one answer string (gold or candidate), memoised per process (AnswerTimeout is
+    raised, not memoised; `_TIMED_OUT` remembers it)."""
     parse_timeout, _ = _timeouts()
     return tuple(_mv_parse("\\boxed{" + sci_to_latex(answer) + "}", parse_timeout))
 
@@ -159,7 +189,10 @@ def parse_answer(answer: str) -> tuple:
 def parse_gold(gold: str) -> tuple:
     """Gold parse; when the whole gold is unreadable but is an equation (`m_{\\max}=n^2-n-1`), its right
     side is added, as math-verify itself compares `x=3` with `3` by the right side."""
-    parsed = parse_answer(gold)
+    try:
+        parsed = parse_answer(gold)
+    except AnswerTimeout as e:
+        raise VerifierError(f"the gold answer {gold[:80]!r} could not be parsed: {e}") from None
     if not any(isinstance(p, sympy.Basic | sympy.MatrixBase) for p in parsed) and "=" in gold:
         parsed = parsed + parse_answer(gold.rsplit("=", 1)[1])
     return parsed
@@ -212,11 +245,11 @@ def answers_match(gold: str, candidate: str, rel_tol: float | None = None, abs_t
     if rel_tol is None and abs_tol is None:
         return False
     units = [u for u in (_half_unit(gold), _half_unit(candidate)) if u is not None]
-    try:
-        return timeout(verify_timeout)(_within_tolerance)(gold_parsed, pred_parsed, rel_tol, abs_tol,
-                                                          max(units) if units else None)
-    except TimeoutException as e:   # a BaseException: it would pass through `except Exception`
-        raise VerifierError(f"the numeric tolerance check did not finish within {verify_timeout} s") from e
+    half = max(units) if units else None
+
+    def run(budget):
+        return timeout(budget)(_within_tolerance)(gold_parsed, pred_parsed, rel_tol, abs_tol, half)
+    return _twice(("tolerance", gold, candidate, rel_tol, abs_tol), run, verify_timeout)
 
 
 def _within_tolerance(gold_parsed: tuple, pred_parsed: tuple, rel_tol: float | None, abs_tol: float | None,
@@ -605,10 +638,15 @@ class MathTask(Task):
     def check(self, problem: Problem, extracted: str) -> Verdict:
         rule, candidates = decode(extracted)
         abs_tol = problem.meta.get("abs_tol")
+        timed_out = None
         for cand in candidates:
-            if answers_match(str(problem.answer), cand, self.rel_tol, abs_tol):
-                return Verdict(True, 1.0, cand, _reason("ok", rule))
-        return Verdict(False, 0.0, candidates[-1], _reason("mismatch", rule))
+            try:
+                if answers_match(str(problem.answer), cand, self.rel_tol, abs_tol):
+                    return Verdict(True, 1.0, cand, _reason("ok", rule))
+            except AnswerTimeout as e:    # the candidate is too hard to read or compare: not a match
+                timed_out = str(e)
+        reason = _reason("mismatch", rule)
+        return Verdict(False, 0.0, candidates[-1], reason + (f"; {timed_out}" if timed_out else ""))
 
 
 def _reason(outcome: str, rule: str) -> str:

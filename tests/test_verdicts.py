@@ -223,11 +223,12 @@ def test_a_training_rollout_the_verifier_cannot_judge_stops_the_step(tmp_path, p
     good, problem = task.load(str(data))[1], task.load(str(data))[0]
     comps = [Completion("2", [1], "stop"), Completion("9", [1], "stop")]
     futures = [pool.submit(task, good, c.text) for c in comps]
-    assert Trainer._rewards(None, 0, pool, task, good, comps, futures) == [1.0, 0.0]
+    # `verified=True`: the verifier's own rewards (not a random-reward control), so no trainer is needed
+    assert Trainer._rewards(None, 0, pool, task, good, comps, futures, verified=True) == [1.0, 0.0]
     (data / "broken").write_text("q1\n")
     futures = [pool.submit(task, problem, c.text) for c in comps]
     with pytest.raises(UserError, match="step 1: the verifier could not judge a rollout of flaky_probe problem q1"):
-        Trainer._rewards(None, 0, pool, task, problem, comps, futures)
+        Trainer._rewards(None, 0, pool, task, problem, comps, futures, verified=True)
 
 
 def test_regrade_of_a_committed_golden_run_flips_nothing(tmp_path, capsys):
