@@ -170,9 +170,10 @@ class HFEngine:
 
     def __init__(self, model: Any, tokenizer: Any, merge_prompts: bool = False, max_batch_rows: int = 256,
                  cascade: bool | None = None):
-        """merge_prompts: batch the rows of several requests together (left-padded prompts). Faster for
-        many short requests (training rollouts); `rlvr eval` keeps it off so that a problem's samples never
-        depend on which other problems share their batch.
+        """merge_prompts: batch the rows of several requests together (each prompt's KV held once on the
+        cascade path, left-padded prompts on transformers'). Faster for many short requests (training
+        rollouts); `rlvr eval` keeps it off so that a problem's samples never depend, even by float rounding,
+        on which other problems share their batch.
         cascade: decode rows that share a prompt with `rlvr.harness.sample.cascade` (one copy of the prompt's KV);
         None = wherever the architecture is supported. Off, transformers' forward decodes every batch."""
         from rlvr.harness.sample.cascade import cascade_unsupported
@@ -211,18 +212,29 @@ class HFEngine:
         return encode_prompt(self.tokenizer, prompt)
 
     def _decoder(self, prompts: list[list[int]], rows: int, max_new_tokens: int):
-        """The step function for one batch: the cascade decoder when every row shares one prompt and the
-        architecture allows it, else transformers' own forward with a DynamicCache."""
-        from rlvr.harness.sample.cascade import CascadeDecoder, prefill, weights
+        """The step function for one batch: where the architecture allows, the cascade decoder (rows of one
+        prompt) or the multi-prompt cascade decoder (rows of several prompts, each prompt's KV held once),
+        else transformers' own forward with a DynamicCache."""
+        import torch
+
+        from rlvr.harness.sample.cascade import CascadeDecoder, MultiCascadeDecoder, prefill, prefill_many, weights
 
         shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
-        if shared and self.cascade:
+        if self.cascade:
             # The step's weight views and a problem's prompt KV (its chunks share it) are kept until the
             # weights change: in-place updates (optimizer steps, load_state_dict) bump a parameter's version
             # counter, and new tensors change its data_ptr.
             version = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
             if self._weights is None or self._weights[0] != version:
                 self._weights, self._prefix = (version, weights(self.model)), None
+        if not shared and self.cascade:
+            # rows of several prompts (merged training rollouts): each distinct prompt prefilled once
+            index: dict[tuple[int, ...], int] = {}
+            row_prompt = [index.setdefault(tuple(p), len(index)) for p in prompts]
+            prefixes = prefill_many(self.model, [list(p) for p in index])
+            return MultiCascadeDecoder(self.model, prefixes, torch.tensor(row_prompt), max_new_tokens,
+                                       self._weights[1])
+        if shared and self.cascade:
             key = (tuple(prompts[0]), version)
             if self._prefix is None or self._prefix[0] != key:
                 self._prefix = (key, prefill(self.model, prompts[0]))
