@@ -9,7 +9,9 @@ Per step:
   3. row selection: `method.select_rows`; when `method.refill` (DAPO dynamic sampling, BBG gating) more
      prompts are sampled until P groups are kept or `max_refill_rounds` is reached;
   4. the behaviour policy's per-token fields (old log-probs, Lp-Reg's proxy, CaSP's old top-N) and the
-     reference log-probs when the method has a KL term, all without gradients;
+     reference log-probs when the method has a KL term, all without gradients. Where they cannot differ from
+     the update's own forward (one epoch, one mini-batch, `hf` rollouts, no reference model) this pass is
+     skipped and they are taken from that forward, detached (`Trainer._one_pass`);
   5. advantages over the kept rows (`method.advantages`);
   6. `ppo_epochs` passes of mini-batch updates; each mini-batch is cut into micro-batches whose losses
      are normalised by the whole mini-batch (`AggScale`), so gradient accumulation gives the gradient
@@ -281,6 +283,7 @@ class Trainer:
         self.order = order
         self.sampling = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
                                        cfg.sampling.max_new_tokens)
+        self.one_pass_allowed = True     # False: always run the separate old-log-prob pass (tests compare both)
 
     # ---- public --------------------------------------------------------------------------------
 
@@ -499,7 +502,7 @@ class Trainer:
 
     def _update(self, step: int, rows: list[_Rollout]) -> dict:
         import torch
-        from rlvr.harness.train.token_stats import old_pass_fields, token_stats, update_pass_fields
+        from rlvr.harness.train.token_stats import old_pass_fields, one_pass_fields, token_stats, update_pass_fields
         from rlvr.methods.aggregation import AggScale
         from rlvr.methods.base import TokenBatch
 
@@ -510,11 +513,13 @@ class Trainer:
         _, group_ids = torch.unique(torch.tensor([x.group for x in rows], device=self.device), return_inverse=True)
         mb = cfg.micro_batch_size
 
-        # behaviour-policy fields, reference log-probs and logging statistics (no gradients)
+        # behaviour-policy fields, reference log-probs and logging statistics (no gradients); skipped when
+        # they equal the update's own forward, detached (`one_pass`)
+        one_pass = self._one_pass(len(rows))
         old: dict[str, list] = {}
         ent_sum = top1_sum = tok_sum = 0.0
         with torch.no_grad():
-            for s in range(0, len(rows), mb):
+            for s in range(0, len(rows), mb) if not one_pass else ():
                 ids, attn, tokens, mask, pos = self._tensors(rows[s:s + mb])
                 h = self._hidden(self.model, ids, attn, pos)
                 fields = old_pass_fields(m, h, weight, tokens, mask, temperature=temp)
@@ -564,11 +569,17 @@ class Trainer:
                     sub = [rows[i] for i in idx]
                     ids, attn, tokens, mask, pos = self._tensors(sub)
                     h = self._hidden(self.model, ids, attn, pos)
-                    old_top = rows_slice("old_topk_ids", idx) if "old_topk_ids" in old else None
-                    cur = update_pass_fields(m, h, weight, tokens, mask, temperature=temp, old_topk_ids=old_top)
+                    if one_pass:
+                        cur, extra, log = one_pass_fields(m, h, weight, tokens, mask, temperature=temp)
+                        ent_sum += float((log["entropy"] * mask).sum())
+                        top1_sum += float((log["top1_prob"] * mask).sum())
+                        tok_sum += float(mask.sum())
+                    else:
+                        old_top = rows_slice("old_topk_ids", idx) if "old_topk_ids" in old else None
+                        cur = update_pass_fields(m, h, weight, tokens, mask, temperature=temp, old_topk_ids=old_top)
+                        extra = {k: rows_slice(k, idx) for k in old}
                     width = mask.shape[1]
-                    extra = {k: rows_slice(k, idx) for k in old if k not in ("old_logp",)}
-                    tb = TokenBatch(logp=cur.pop("logp"), old_logp=rows_slice("old_logp", idx), mask=mask,
+                    tb = TokenBatch(logp=cur.pop("logp"), old_logp=extra.pop("old_logp"), mask=mask,
                                     advantages=advantages[idx][:, :width], rewards=rewards[idx],
                                     group_ids=group_ids[idx], agg_scale=scale,
                                     **{k: v for k, v in extra.items() if k in TokenBatch.__dataclass_fields__},
@@ -586,6 +597,16 @@ class Trainer:
         out.update({"entropy": ent_sum / max(tok_sum, 1), "top1_prob": top1_sum / max(tok_sum, 1),
                     "grad_norm": sum(grad_norms) / len(grad_norms), "lr": lr})
         return out
+
+    def _one_pass(self, n_rows: int) -> bool:
+        """Whether the behaviour policy's fields equal the update's own forward, detached, so that the separate
+        no-grad pass can be skipped: one PPO epoch over one mini-batch (no optimizer step between sampling
+        and any forward), rollouts sampled by the training model itself (not vLLM's copy), and no reference
+        model (its pass stays). The ratio is then exactly 1, as in TRL's GRPOTrainer, which reuses the
+        detached current log-probs in that case."""
+        cfg = self.cfg
+        return (self.one_pass_allowed and cfg.ppo_epochs == 1 and (cfg.mini_batch_size or n_rows) >= n_rows
+                and cfg.rollout_engine == "hf" and self.ref is None)
 
     def _lr(self, step: int) -> float:
         o = self.cfg.optimizer
