@@ -318,7 +318,9 @@ class Trainer:
                 t_roll = time.monotonic() - t0
                 if vllm is not None:
                     vllm.sleep()
+                t_update = time.monotonic()
                 update_stats = self._update(step, rollouts) if rollouts else {"skipped": 1.0}
+                update_stats["time_update_s"] = round(time.monotonic() - t_update, 3)
                 if vllm is not None:
                     t_sync = time.monotonic()
                     vllm.sync_weights(self.model)
@@ -415,6 +417,7 @@ class Trainer:
         solved = 0
         total_groups = 0
         finish = []
+        gen_s = 0.0
         while groups_kept < cfg.prompts_per_step and rounds <= cfg.max_refill_rounds:
             batch = self._next_problems(cfg.prompts_per_step - groups_kept)
             requests, prompts = [], []
@@ -422,7 +425,9 @@ class Trainer:
                 prompt = task.prompt(p, None, self.tok)
                 prompts.append(prompt)
                 requests.append((prompt, [sample_seed(cfg.seed, f"train/{step}/{rounds}", p.id, i) for i in range(g)]))
+            t_gen = time.monotonic()
             comps = engine.generate(requests, self.sampling)
+            gen_s += time.monotonic() - t_gen
             futures = [[pool.submit(task.name, p, c.text) for c in cs] for (task, p), cs in zip(batch, comps, strict=True)]
             round_rows: list[_Rollout] = []
             for (task, p), prompt, cs, fs in zip(batch, prompts, comps, futures, strict=True):
@@ -449,7 +454,8 @@ class Trainer:
                  "solve_rate": solved / max(1, total_groups), "groups_sampled": total_groups,
                  "groups_kept": groups_kept, "rows_kept": len(kept), "sampling_rounds": rounds,
                  "response_len_mean": sum(lengths) / len(lengths),
-                 "truncation_rate": finish.count("length") / max(1, len(finish))}
+                 "truncation_rate": finish.count("length") / max(1, len(finish)),
+                 "time_generate_s": round(gen_s, 3)}
         return kept, stats
 
     def _rewards(self, step: int, pool, task, problem: Problem, comps, futures) -> list[float]:
