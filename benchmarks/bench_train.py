@@ -100,7 +100,7 @@ def run_ours(steps: int, out: Path, pool) -> dict:
 def run_trl(steps: int, out: Path, problems) -> dict:
     from datasets import Dataset
     from rlvr.harness.sample.models import load_model
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     model, tok = load_model(str(BASE))
@@ -136,6 +136,7 @@ def run_trl(steps: int, out: Path, problems) -> dict:
 
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok,
                           callbacks=[Clock()])
+    trainer.remove_callback(PrinterCallback)       # its per-step dicts on stdout (ours prints nothing either)
     real = trainer._generate
 
     def timed_generate(*a, **k):

@@ -147,8 +147,15 @@ def test_merged_prompts_sample_as_on_the_transformers_path(tiny_model):
     params = SamplingParams(temperature=1.0, max_new_tokens=40)
     reqs = [(f"Question {i}: {'x ' * (3 * i)}= ?", [sample_seed(0, "train/0/0", f"p{i}", j) for j in range(8)])
             for i in range(6)]
-    a, b, c = fast.generate(reqs, params), slow.generate(reqs, params), alone.generate(reqs, params)
+    seen = []
+    a = fast.generate(reqs, params, on_finish=lambda i, j, c: seen.append((i, j, c)))
+    b, c = slow.generate(reqs, params), alone.generate(reqs, params)
     ids = [[x.token_ids for x in r] for r in a]
+    # on_finish hands over every sample once, as it finishes: shortest first, the same completion as returned
+    assert sorted((i, j) for i, j, _ in seen) == [(i, j) for i in range(6) for j in range(8)]
+    assert all(a[i][j] is x for i, j, x in seen)
+    assert [len(x.token_ids) for _, _, x in seen if x.finish_reason == "stop"] == \
+        sorted(len(x.token_ids) for _, _, x in seen if x.finish_reason == "stop")
     assert ids == [[x.token_ids for x in r] for r in b] == [[x.token_ids for x in r] for r in c]
     assert len({len(x) for r in ids for x in r}) > 5          # rows finished at many different steps
 

@@ -195,16 +195,21 @@ class HFEngine:
         self.eos_ids = sorted(ids)
         self._stop_token_cache: dict[tuple, Any] = {}
 
-    def generate(self, requests, params):
+    def generate(self, requests, params, on_finish=None):
+        """on_finish(request index, sample index, completion), if given, is called as each sample finishes,
+        while the others are still decoding (the trainer starts verifying it there)."""
         if not self.merge_prompts:
-            return [self._decode([self._encode(prompt)] * len(seeds), list(seeds), params)
-                    for prompt, seeds in requests]
-        rows = [(self._encode(prompt), s, i) for i, (prompt, seeds) in enumerate(requests) for s in seeds]
+            return [self._decode([self._encode(prompt)] * len(seeds), list(seeds), params,
+                                 None if on_finish is None else (lambda j, c, i=i: on_finish(i, j, c)))
+                    for i, (prompt, seeds) in enumerate(requests)]
+        rows = [(self._encode(prompt), s, i, j) for i, (prompt, seeds) in enumerate(requests)
+                for j, s in enumerate(seeds)]
         out: list[list[Completion]] = [[] for _ in requests]
         for start in range(0, len(rows), self.max_batch_rows):
             part = rows[start:start + self.max_batch_rows]
-            comps = self._decode([r[0] for r in part], [r[1] for r in part], params)
-            for (_, _, i), c in zip(part, comps, strict=True):
+            done = None if on_finish is None else (lambda r, c, part=part: on_finish(part[r][2], part[r][3], c))
+            comps = self._decode([r[0] for r in part], [r[1] for r in part], params, done)
+            for (_, _, i, _), c in zip(part, comps, strict=True):
                 out[i].append(c)
         return out
 
@@ -241,7 +246,8 @@ class HFEngine:
             return CascadeDecoder(self.model, self._prefix[1], rows, max_new_tokens, self._weights[1])
         return _TransformersDecoder(self.model, prompts, shared, self.tokenizer.pad_token_id or 0)
 
-    def _decode(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
+    def _decode(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams, on_finish=None
+                ) -> list[Completion]:
         import torch
 
         device = next(self.model.parameters()).device
@@ -254,6 +260,7 @@ class HFEngine:
         rows = torch.arange(b, device=device)                                 # live batch row -> sample
         eos = torch.tensor(self.eos_ids, device=device, dtype=torch.long)
         max_stop = max((len(s) for s in params.stop), default=0)
+        finished: dict[int, Completion] = {}       # rows handed to on_finish before the end
         with torch.inference_mode():
             dec = self._decoder(prompts, b, t_max)
             logits = dec.first_logits
@@ -272,6 +279,11 @@ class HFEngine:
                     break
                 if bool(done.any()):
                     stopped[rows[done]] = True
+                    if on_finish is not None:
+                        for r in rows[done].tolist():
+                            finished[r] = self._finish([t for t in out[r, :step + 1].tolist() if t >= 0], "stop",
+                                                       params.stop)
+                            on_finish(r, finished[r])
                     keep = (~done).nonzero().squeeze(-1)
                     if keep.numel() == 0:
                         break
@@ -280,8 +292,13 @@ class HFEngine:
                 logits = dec.step(nxt)
         ids = out.cpu().tolist()
         reasons = stopped.cpu().tolist()
-        return [self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
-                for row, st in zip(ids, reasons, strict=True)]
+        comps = [finished.get(r) or self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
+                 for r, (row, st) in enumerate(zip(ids, reasons, strict=True))]
+        if on_finish is not None:
+            for r, c in enumerate(comps):
+                if r not in finished:
+                    on_finish(r, c)
+        return comps
 
     def _stop_tokens(self, stop: tuple[str, ...], vocab: int, device) -> Any:
         """A bool per token id ([vocab]): whether appending that token can complete one of `stop`.

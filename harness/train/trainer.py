@@ -410,6 +410,7 @@ class Trainer:
 
     def _rollouts(self, step: int, engine, pool) -> tuple[list[_Rollout], dict]:
         import torch
+        from rlvr.harness.sample.engine import HFEngine
 
         cfg, g = self.cfg, self.cfg.rollouts_per_prompt
         kept: list[_Rollout] = []
@@ -425,10 +426,23 @@ class Trainer:
                 prompt = task.prompt(p, None, self.tok)
                 prompts.append(prompt)
                 requests.append((prompt, [sample_seed(cfg.seed, f"train/{step}/{rounds}", p.id, i) for i in range(g)]))
+            # each rollout goes to the verifier pool as soon as it finishes (where the engine can say so), so
+            # verification overlaps the decoding of the longer ones
+            futures = [[None] * g for _ in batch]
+
+            def submit(i, j, c, batch=batch, futures=futures):
+                futures[i][j] = pool.submit(batch[i][0].name, batch[i][1], c.text)
+
             t_gen = time.monotonic()
-            comps = engine.generate(requests, self.sampling)
+            if isinstance(engine, HFEngine):
+                comps = engine.generate(requests, self.sampling, on_finish=submit)
+            else:
+                comps = engine.generate(requests, self.sampling)
             gen_s += time.monotonic() - t_gen
-            futures = [[pool.submit(task.name, p, c.text) for c in cs] for (task, p), cs in zip(batch, comps, strict=True)]
+            for i, cs in enumerate(comps):
+                for j, c in enumerate(cs):
+                    if futures[i][j] is None:
+                        submit(i, j, c)
             round_rows: list[_Rollout] = []
             for (task, p), prompt, cs, fs in zip(batch, prompts, comps, futures, strict=True):
                 p_ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
