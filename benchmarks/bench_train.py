@@ -61,11 +61,11 @@ DIFFERENCES = [
 
 
 def _problems():
+    import random
+
     from rlvr.harness.config import from_dict
     from rlvr.harness.reproduce.micro import MicroRecipe
     from rlvr.harness.train.trainer import TrainConfig, training_problems
-
-    import random
 
     recipe = MicroRecipe()
     cfg = from_dict(TrainConfig, _our_config(recipe, "unused", 1))

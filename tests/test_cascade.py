@@ -3,7 +3,13 @@
 import pytest
 import torch
 from rlvr.harness.errors import UserError
-from rlvr.harness.sample.cascade import CascadeDecoder, MultiCascadeDecoder, cascade_unsupported, prefill, prefill_many
+from rlvr.harness.sample.cascade import (
+    CascadeDecoder,
+    MultiCascadeDecoder,
+    cascade_unsupported,
+    prefill,
+    prefill_many,
+)
 from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
 
 

@@ -254,10 +254,9 @@ def test_one_pass_update_equals_the_separate_old_log_prob_pass(tmp_path, tiny_mo
         rows = _rows(tr.tok)
         assert tr._one_pass(len(rows)) is one_pass
         grads = []
-        tr.opt.step = lambda: grads.append([p.grad.clone() for p in tr.model.parameters()])
+        tr.opt.step = lambda grads=grads, tr=tr: grads.append([p.grad.clone() for p in tr.model.parameters()])
         calls = []
-        real = tr._hidden
-        tr._hidden = lambda *a: calls.append(1) or real(*a)
+        tr._hidden = lambda *a, calls=calls, real=tr._hidden: calls.append(1) or real(*a)
         stats = tr._update(0, rows)
         results.append((stats, grads[0], len(calls)))
     (slow, g_slow, n_slow), (fast, g_fast, n_fast) = results

@@ -221,8 +221,13 @@ class HFEngine:
         prompt) or the multi-prompt cascade decoder (rows of several prompts, each prompt's KV held once),
         else transformers' own forward with a DynamicCache."""
         import torch
-
-        from rlvr.harness.sample.cascade import CascadeDecoder, MultiCascadeDecoder, prefill, prefill_many, weights
+        from rlvr.harness.sample.cascade import (
+            CascadeDecoder,
+            MultiCascadeDecoder,
+            prefill,
+            prefill_many,
+            weights,
+        )
 
         shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
         if self.cascade:

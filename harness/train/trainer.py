@@ -522,7 +522,12 @@ class Trainer:
 
     def _update(self, step: int, rows: list[_Rollout]) -> dict:
         import torch
-        from rlvr.harness.train.token_stats import old_pass_fields, one_pass_fields, token_stats, update_pass_fields
+        from rlvr.harness.train.token_stats import (
+            old_pass_fields,
+            one_pass_fields,
+            token_stats,
+            update_pass_fields,
+        )
         from rlvr.methods.aggregation import AggScale
         from rlvr.methods.base import TokenBatch
 
