@@ -11,7 +11,7 @@ decay), gradient clipping at 1.0, one optimizer step per batch of 128 completion
 loss with group-normalised advantages and per-sequence token means (ours: method grpo with kl_coef 0, its
 defaults; TRL: loss_type="grpo", scale_rewards="group", beta=0), gradient checkpointing and bf16 off,
 report_to="none", no checkpoints during the run. Rewards: 1 when the task's verifier says correct, else 0 (ours
-through the verifier pool, TRL's reward function calls the same verifier in-process).
+through the verifier pool; TRL's reward function submits to the same running pool).
 
 Rounds are interleaved (ours then TRL, then TRL then ours, ...), each a fresh run of --steps steps on each
 side; a run's step time is the median over its steps after the first (the first step warms the allocator and
@@ -43,14 +43,17 @@ BASE = ROOT / "harness" / "reproduce" / "assets" / "micro-base"
 PROMPTS, G, NEW_TOKENS, LR, MICRO = 16, 8, 48, 2e-4, 64
 
 DIFFERENCES = [
+    "threads: both sides run torch with --threads threads in one process, one side at a time; the pool's "
+    "worker processes verify beside it",
     "sampling: ours draws each token by inverse-CDF sampling with a per-sample counter-based uniform (seeded per "
     "problem and sample) and decodes training rollouts with the multi-prompt shared-prefix decoder; TRL calls "
     "transformers' generate (multinomial sampling from torch's global generator) on a left-padded batch. Both "
     "sample from softmax(logits / 1.0) without cuts, so the samples differ but not their distribution",
     "old log-probs: both skip the separate pass (one epoch, one mini-batch) and use the detached current "
     "log-probs",
-    "verification: ours in the verifier pool's worker processes (sandboxed where the task needs it), TRL's "
-    "reward function calls the same task verifier in the training process",
+    "verification: both sides use the same running verifier pool (TRL's reward function submits the batch's "
+    "completions to it and waits); ours submits each rollout as it finishes decoding, so verification overlaps "
+    "the decoding of the longer ones, TRL calls its reward function after generation",
     "logging: ours computes per-step entropy and top-1 mass and writes a JSON line per step; TRL logs its own "
     "metrics (report_to='none')",
     "micro-batches: ours cuts the 128 rows into micro-batches of 64 after a seeded shuffle; TRL takes the "
@@ -97,7 +100,7 @@ def run_ours(steps: int, out: Path, pool) -> dict:
             "update_s": [r["time_update_s"] for r in log], "reward": [r["reward_mean"] for r in log]}
 
 
-def run_trl(steps: int, out: Path, problems) -> dict:
+def run_trl(steps: int, out: Path, problems, pool) -> dict:
     from datasets import Dataset
     from rlvr.harness.sample.models import load_model
     from transformers import PrinterCallback, TrainerCallback
@@ -110,7 +113,8 @@ def run_trl(steps: int, out: Path, problems) -> dict:
 
     def reward(prompts, completions, row, **kwargs):
         t = time.perf_counter()
-        out = [1.0 if rows[r][0].verify(rows[r][1], c).correct else 0.0 for r, c in zip(row, completions, strict=True)]
+        futures = [pool.submit(rows[r][0].name, rows[r][1], c) for r, c in zip(row, completions, strict=True)]
+        out = [1.0 if f.result().verdict.correct else 0.0 for f in futures]
         timers["verify"] += time.perf_counter() - t
         return out
 
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             sides = [("ours", ours), ("trl", theirs)]
             for name, acc in (sides if r % 2 == 0 else sides[::-1]):
                 out = Path(tmp) / f"{name}-{r}"
-                res = run_ours(a.steps, out, pool) if name == "ours" else run_trl(a.steps, out, problems)
+                res = run_ours(a.steps, out, pool) if name == "ours" else run_trl(a.steps, out, problems, pool)
                 acc.append(res)
                 print(f"round {r + 1}/{a.rounds} {name}: step {_after_first(res['step_s']):.3f} s "
                       f"(generate {_after_first(res['generate_s']):.3f}, verify {_after_first(res['verify_s']):.3f}, "

@@ -341,8 +341,8 @@ class MultiCascadeDecoder(CascadeDecoder):
 
     def _attend(self, q, pk, pv, sk, sv):
         # the prompt block per row: its prompt's keys and values, read by index (stored once per prompt)
-        pre = torch.matmul(q, pk[self.row_prompt]) + self.row_mask               # [B, kv, g, Pmax]
+        pre = torch.matmul(q, pk.index_select(0, self.row_prompt)) + self.row_mask               # [B, kv, g, Pmax]
         own = torch.matmul(q, sk.transpose(2, 3))                                # [B, kv, g, t+1]
         p_len = pre.shape[-1]
         probs = torch.softmax(torch.cat((pre, own), dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
-        return torch.matmul(probs[..., p_len:], sv) + torch.matmul(probs[..., :p_len], pv[self.row_prompt])
+        return torch.matmul(probs[..., p_len:], sv) + torch.matmul(probs[..., :p_len], pv.index_select(0, self.row_prompt))
