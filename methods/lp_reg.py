@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from rlvr.methods import register
@@ -74,6 +74,8 @@ class LpReg(Method):
     `minp_old_log_prob=True`; the same distribution as the paper's at the on-policy step), from the
     temperature-scaled logits (the code uses unscaled logits; both scripts sample at temperature 1).
     """
+
+    split_invariant: ClassVar[bool] = False   # its percentile runs over the micro-batch
 
     rho: float = 0.01
     kappa: float = 0.02

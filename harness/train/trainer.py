@@ -587,6 +587,10 @@ class Trainer:
             rng.shuffle(order)
             for ms in range(0, len(order), mini):
                 mini_idx = order[ms:ms + mini]
+                if one_pass and m.split_invariant and not m.microbatch_weighted:
+                    # rows of similar length share a micro-batch (less padding); the mini-batch's gradient is
+                    # the same sum whatever the split, to float rounding
+                    mini_idx.sort(key=lambda i: len(rows[i].prompt_ids) + len(rows[i].response_ids))
                 scale = AggScale.of(full_mask[mini_idx], t_pad=cfg.sampling.max_new_tokens)
                 self.opt.zero_grad(set_to_none=True)
                 for us in range(0, len(mini_idx), mb):
