@@ -56,8 +56,8 @@ DIFFERENCES = [
     "the decoding of the longer ones, TRL calls its reward function after generation",
     "logging: ours computes per-step entropy and top-1 mass and writes a JSON line per step; TRL logs its own "
     "metrics (report_to='none')",
-    "micro-batches: ours cuts the 128 rows into micro-batches of 64 after a seeded shuffle; TRL takes the "
-    "generated batch in its order",
+    "micro-batches: ours cuts the 128 rows into micro-batches of 64 after a seeded shuffle, rows of similar "
+    "length together (GRPO's loss does not depend on the split); TRL takes the generated batch in its order",
     "end of run: ours writes a checkpoint after the last step (outside the timed steps); TRL saves nothing "
     "(save_strategy='no')",
 ]
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per run (the micro recipe's rl_steps)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both sides")
     ap.add_argument("--json", help="also write the measurements here (results/bench/train-cpu.json)")
+    ap.add_argument("--note", help="a note recorded with the settings (e.g. that the machine was shared)")
     a = ap.parse_args(argv)
     if a.rounds < 1 or a.steps < 2:
         ap.error("--rounds must be >= 1 and --steps >= 2 (the first step of a run is not timed)")
@@ -241,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"rounds": a.rounds, "steps": a.steps, "torch_threads": torch.get_num_threads(),
                 "prompts_per_step": PROMPTS, "rollouts_per_prompt": G, "max_new_tokens": NEW_TOKENS, "lr": LR,
                 "micro_batch_size": MICRO, "base": str(BASE.relative_to(ROOT)), "trl": trl.__version__,
-                "families": list(MicroRecipe().families), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+                "families": list(MicroRecipe().families), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "note": a.note}
     o, t = results["ours_s"], results["trl_s"]
     print(f"\nstep time, median over {a.rounds} rounds (s): ours {o['step']:.3f}  TRL {t['step']:.3f}")
     for k in ("generate", "verify", "update"):
