@@ -21,7 +21,8 @@ wrapped around its `_generate` and reward function; its update is the rest of th
 the same torch thread count (--threads, set here and recorded).
 
 Learning: each side's mean reward over the last third of the first round's steps, against a frozen control,
-the base model's own rollouts (our sampler, the same prompts, never updated) scored by the same verifier.
+the base model's own rollouts (our sampler, the same prompts, never updated) scored by the same verifier
+(computed before the rounds, which also warms the verifier pool).
 
 Absolute times only mean something on the machine that printed them; the JSON records the machine.
 """
@@ -158,8 +159,9 @@ def run_trl(steps: int, out: Path, problems, pool) -> dict:
             "update_s": [s - g - v for s, (g, v) in zip(step_s, phases, strict=True)], "reward": rewards}
 
 
-def frozen_control(steps: int, problems) -> list[float]:
-    """Mean reward per step of the base model's own rollouts on each step's prompts (never updated)."""
+def frozen_control(steps: int, problems, pool) -> list[float]:
+    """Mean reward per step of the base model's own rollouts on each step's prompts (never updated). Run before
+    the rounds, it also warms the verifier pool (the first verifications of a fresh pool are slower)."""
     from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
     from rlvr.harness.sample.models import load_model
 
@@ -171,7 +173,8 @@ def frozen_control(steps: int, problems) -> list[float]:
         batch = problems[s * PROMPTS:(s + 1) * PROMPTS]
         reqs = [(t.prompt(p, None, tok), [sample_seed(0, f"control/{s}", p.id, i) for i in range(G)]) for t, p in batch]
         comps = engine.generate(reqs, params)
-        scores = [t.verify(p, c.text).correct for (t, p), cs in zip(batch, comps, strict=True) for c in cs]
+        futures = [pool.submit(t.name, p, c.text) for (t, p), cs in zip(batch, comps, strict=True) for c in cs]
+        scores = [f.result().verdict.correct for f in futures]
         out.append(sum(scores) / len(scores))
     return out
 
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp, \
             VerifierPool(preload=sorted({type(t).__module__ for t, _ in problems})) as pool:
+        control = frozen_control(a.steps, problems, pool)
         for r in range(a.rounds):
             sides = [("ours", ours), ("trl", theirs)]
             for name, acc in (sides if r % 2 == 0 else sides[::-1]):
@@ -216,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r + 1}/{a.rounds} {name}: step {_after_first(res['step_s']):.3f} s "
                       f"(generate {_after_first(res['generate_s']):.3f}, verify {_after_first(res['verify_s']):.3f}, "
                       f"update {_after_first(res['update_s']):.3f})", flush=True)
-        control = frozen_control(a.steps, problems)
 
     ratios = [_after_first(o["step_s"]) / _after_first(t["step_s"]) for o, t in zip(ours, theirs, strict=True)]
 

@@ -37,3 +37,35 @@ def test_bench_verify_writes_its_json(tmp_path, data_dir):
     assert res["pool"]["submitted"] == 16 and res["speedup_extrapolated"] > 0
     assert res["data"]["kind"] == "local" and rec["settings"]["data_dir"] == str(data_dir)
     assert rec["provenance"]["command"][1:] == argv
+
+
+def _bench_train():
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_train_without_trl_says_how_to_get_it(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "trl", None)          # `import trl` raises ImportError
+    assert _bench_train().main(["--rounds", "1", "--steps", "2"]) == 2
+    assert "pip install trl==1.16.0" in capsys.readouterr().err
+
+
+def test_bench_train_writes_its_json(tmp_path):
+    """Both sides on the micro world for two steps (needs TRL: `tox -e bench`)."""
+    import pytest
+
+    pytest.importorskip("trl")
+    out = tmp_path / "train.json"
+    argv = ["--rounds", "1", "--steps", "2", "--json", str(out)]
+    assert _bench_train().main(argv) == 0
+    rec = json.loads(out.read_text())
+    res = rec["results"]
+    assert len(res["ratios"]) == 1 and res["ratio_median"] > 0
+    for side in ("ours_s", "trl_s"):
+        assert set(res[side]) == {"step", "generate", "verify", "update"} and res[side]["step"] > 0
+    assert len(res["learning"]["ours"]["reward_per_step"]) == len(res["learning"]["trl"]["reward_per_step"]) == 2
+    assert res["differences"] and rec["settings"]["trl"] and rec["provenance"]["command"][1:] == argv
