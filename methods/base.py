@@ -108,6 +108,8 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    # False when the loss of a micro-batch depends on which rows share it (beyond AggScale's normalisers)
+    split_invariant: ClassVar[bool] = True
     loss_agg_mode: AggMode = "token-mean"
     microbatch_weighted: bool = False
     sum_norm_divisor: SumNormDivisor = "seqs_t_pad"

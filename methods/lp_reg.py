@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from rlvr.methods import register
@@ -93,6 +93,8 @@ class LpReg(Method):
     from the old policy at old-log-prob time (code, `minp_old_log_prob=True`; the same distribution as the
     paper's at the on-policy step).
     """
+
+    split_invariant: ClassVar[bool] = False   # its percentile runs over the micro-batch
 
     rho: float = 0.01
     kappa: float = 0.02

@@ -54,3 +54,35 @@ def test_bench_compare_calibration_writes_its_json(tmp_path):
     assert seeds["large_regressions_detected"] == 2        # a 17-point drop of pass@1 on one task
     # the planted drop at the MDE is the printed MDE (the bisection hit it)
     assert seeds["mde_regression_drop_pass1_points"] == pytest.approx(seeds["mean_mde_x_pass1_points"], abs=0.05)
+
+
+def _bench_train():
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_train_without_trl_says_how_to_get_it(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "trl", None)          # `import trl` raises ImportError
+    assert _bench_train().main(["--rounds", "1", "--steps", "2"]) == 2
+    assert "pip install trl==1.16.0" in capsys.readouterr().err
+
+
+def test_bench_train_writes_its_json(tmp_path):
+    """Both sides on the micro world for two steps (needs TRL: `tox -e bench`)."""
+    import pytest
+
+    pytest.importorskip("trl")
+    out = tmp_path / "train.json"
+    argv = ["--rounds", "1", "--steps", "2", "--json", str(out)]
+    assert _bench_train().main(argv) == 0
+    rec = json.loads(out.read_text())
+    res = rec["results"]
+    assert len(res["ratios"]) == 1 and res["ratio_median"] > 0
+    for side in ("ours_s", "trl_s"):
+        assert set(res[side]) == {"step", "generate", "verify", "update"} and res[side]["step"] > 0
+    assert len(res["learning"]["ours"]["reward_per_step"]) == len(res["learning"]["trl"]["reward_per_step"]) == 2
+    assert res["differences"] and rec["settings"]["trl"] and rec["provenance"]["command"][1:] == argv

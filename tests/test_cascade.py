@@ -3,7 +3,13 @@
 import pytest
 import torch
 from rlvr.harness.errors import UserError
-from rlvr.harness.sample.cascade import CascadeDecoder, cascade_unsupported, prefill
+from rlvr.harness.sample.cascade import (
+    CascadeDecoder,
+    MultiCascadeDecoder,
+    cascade_unsupported,
+    prefill,
+    prefill_many,
+)
 from rlvr.harness.sample.engine import HFEngine, SamplingParams, sample_seed
 
 
@@ -62,6 +68,41 @@ def test_cascade_logits_equal_the_models_forward(kind, fused, monkeypatch):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind,fused", [("llama", True), ("qwen2", True), ("qwen3", True), ("mistral", True),
+                                        ("qwen2", False)])
+def test_multi_prompt_cascade_logits_equal_the_models_forward(kind, fused, monkeypatch):
+    """Rows of three prompts of different lengths decoded together (each prompt's KV once, interleaved row
+    order): every step's logits equal a full forward over that row's prompt + tokens, through row drops and
+    a buffer growth."""
+    import rlvr.harness.sample.cascade
+
+    if not fused:
+        monkeypatch.setattr(rlvr.harness.sample.cascade, "FUSE_MAX_PARAMS", 0)
+    model = _model(kind)
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(0, 97, (n,), generator=g).tolist() for n in (37, 5, 20)]
+    row_prompt = torch.tensor([0, 1, 2, 1, 0, 2, 2])
+    steps = 140
+    tokens = torch.randint(0, 97, (row_prompt.numel(), steps), generator=g)
+    with torch.inference_mode():
+        pre = prefill_many(model, prompts)
+        assert pre.kv[0][0].shape[0] == 3                     # one copy of each prompt's keys, not one per row
+        dec = MultiCascadeDecoder(model, pre, row_prompt, max_new_tokens=steps + 1)
+        got = [dec.first_logits]
+        rows = row_prompt
+        for t in range(steps):
+            if t in (30, 90):                                 # rows finish: the others go on without them
+                keep = torch.tensor([0, 2, 3, 4, 5]) if t == 30 else torch.tensor([1, 2, 4])
+                dec.select(keep)
+                tokens, rows, got = tokens[keep], rows[keep], [x[keep] for x in got]
+            got.append(dec.step(tokens[:, t]))
+        got = torch.stack(got, dim=1)
+        for r, p in enumerate(rows.tolist()):
+            full = torch.tensor([prompts[p] + tokens[r].tolist()])
+            ref = model(input_ids=full).logits[0, len(prompts[p]) - 1:]
+            torch.testing.assert_close(got[r], ref, rtol=1e-4, atol=1e-4)
+
+
 def test_cascade_refuses_what_it_does_not_implement():
     import transformers
 
@@ -97,6 +138,32 @@ def test_engine_samples_match_the_transformers_path(tiny_model):
     a, b = fast.generate(reqs, params), slow.generate(reqs, params)
     assert [[c.token_ids for c in r] for r in a] == [[c.token_ids for c in r] for r in b]
     assert sum(c.tokens for r in a for c in r) > 1000
+
+
+def test_merged_prompts_sample_as_on_the_transformers_path(tiny_model):
+    """Training rollouts (rows of several prompts in one batch) through the multi-prompt cascade decoder give
+    the same completions for the same per-sample seeds as transformers' left-padded batch, and as each
+    prompt decoded alone."""
+    from rlvr.harness.sample.models import load_model
+
+    model, tok = load_model(str(tiny_model))
+    fast = HFEngine(model, tok, merge_prompts=True)
+    slow = HFEngine(model, tok, merge_prompts=True, cascade=False)
+    alone = HFEngine(model, tok)
+    params = SamplingParams(temperature=1.0, max_new_tokens=40)
+    reqs = [(f"Question {i}: {'x ' * (3 * i)}= ?", [sample_seed(0, "train/0/0", f"p{i}", j) for j in range(8)])
+            for i in range(6)]
+    seen = []
+    a = fast.generate(reqs, params, on_finish=lambda i, j, c: seen.append((i, j, c)))
+    b, c = slow.generate(reqs, params), alone.generate(reqs, params)
+    ids = [[x.token_ids for x in r] for r in a]
+    # on_finish hands over every sample once, as it finishes: shortest first, the same completion as returned
+    assert sorted((i, j) for i, j, _ in seen) == [(i, j) for i in range(6) for j in range(8)]
+    assert all(a[i][j] is x for i, j, x in seen)
+    assert [len(x.token_ids) for _, _, x in seen if x.finish_reason == "stop"] == \
+        sorted(len(x.token_ids) for _, _, x in seen if x.finish_reason == "stop")
+    assert ids == [[x.token_ids for x in r] for r in b] == [[x.token_ids for x in r] for r in c]
+    assert len({len(x) for r in ids for x in r}) > 5          # rows finished at many different steps
 
 
 def test_engine_reuses_a_prompt_only_while_the_weights_are_unchanged(tiny_model):

@@ -1,5 +1,6 @@
 """rlvr train: every registered method trains on CPU and raises the reward of an easy task."""
 
+import dataclasses
 import json
 
 import pytest
@@ -267,3 +268,109 @@ def test_micro_batch_tokens_sizes_the_update_micro_batches_by_tokens(tmp_path, t
     # moves, so the parameters are not the thing to compare)
     for a, b in zip(by_rows.model.parameters(), by_tokens.model.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def _rows(tok, groups=4, per_group=4, seed=0):
+    """Rollout rows with prompts and responses of different lengths and mixed rewards (no sampling)."""
+    import random
+
+    from rlvr.harness.train.trainer import _Rollout
+
+    rng = random.Random(seed)
+    rows = []
+    for gi in range(groups):
+        prompt = tok(f"Q: say {gi} {'x ' * gi}\nA:", add_special_tokens=False)["input_ids"]
+        for j in range(per_group):
+            resp = [rng.randrange(3, len(tok)) for _ in range(rng.randrange(1, 9))] + [tok.eos_token_id]
+            rows.append(_Rollout(None, None, gi, prompt, resp, "stop", float((gi + j) % 2)))
+    return rows
+
+
+SPECS = [{"name": n, **OVERRIDES.get(n, {})} for n in sorted(methods.available())] + [
+    {"name": "casp", "candidates": "old"}, {"name": "grpo", "kl_coef": 0.0, "entropy_coef": 0.01}]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(f"{v}" for v in s.values()))
+@pytest.mark.parametrize("mb", [16, 6])
+def test_one_pass_update_equals_the_separate_old_log_prob_pass(tmp_path, tiny_model, spec, mb):
+    """With one epoch and one mini-batch of the training model's own rollouts, the update takes the behaviour
+    log-probs and the method's statistics from its own forward (no separate no-grad pass): the gradient equals
+    that of the path with the separate pass, and so do the loss and every logged statistic in one micro-batch.
+    (In micro-batches of 6 rows the one-pass path groups rows of similar length, so the method's statistics,
+    means over micro-batches, are of other micro-batches: only the global ones are compared.)"""
+    import torch
+    from rlvr.harness.train.trainer import Trainer
+
+    results = []
+    for one_pass in (False, True):
+        tr = Trainer(config(tmp_path, tiny_model, spec["name"], method=spec, micro_batch_size=mb), progress=False)
+        tr.one_pass_allowed = one_pass
+        rows = _rows(tr.tok)
+        assert tr._one_pass(len(rows)) is one_pass
+        grads = []
+        tr.opt.step = lambda grads=grads, tr=tr: grads.append([p.grad.clone() for p in tr.model.parameters()])
+        calls = []
+        tr._hidden = lambda *a, calls=calls, real=tr._hidden: calls.append(1) or real(*a)
+        stats = tr._update(0, rows)
+        results.append((stats, grads[0], len(calls)))
+    (slow, g_slow, n_slow), (fast, g_fast, n_fast) = results
+    micro = -(-16 // mb)
+    assert (n_slow, n_fast) == (2 * micro, micro)       # 16 rows: the old pass is skipped
+    assert slow.keys() == fast.keys()
+    keys = slow if mb == 16 else ("entropy", "top1_prob", "grad_norm", "lr")
+    for key in keys:
+        assert fast[key] == pytest.approx(slow[key], rel=1e-5, abs=1e-6), key
+    if "method/ratio_mean" in fast:
+        assert fast["method/ratio_mean"] == 1.0
+    for a, b in zip(g_slow, g_fast, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_the_old_log_prob_pass_stays_where_it_can_differ(tmp_path, tiny_model):
+    from rlvr.harness.train.trainer import Trainer
+
+    grpo = {"name": "grpo", "kl_coef": 0.0}
+    for over, n in (({"ppo_epochs": 2}, 16), ({"mini_batch_size": 8}, 16), ({}, 17),
+                    ({"method": {"name": "grpo", "kl_coef": 0.1}}, 16)):
+        tr = Trainer(config(tmp_path, tiny_model, "grpo", **{"method": grpo, "mini_batch_size": 16, **over}),
+                     progress=False)
+        assert not tr._one_pass(n), over
+    tr = Trainer(config(tmp_path, tiny_model, "grpo", method=grpo), progress=False)
+    assert tr._one_pass(16) and tr._one_pass(1000)
+    tr.cfg = dataclasses.replace(tr.cfg, rollout_engine="vllm")     # rollouts from vLLM's copy of the weights
+    assert not tr._one_pass(16)
+
+
+def test_the_kl_term_reads_the_reference_model(tmp_path, tiny_model):
+    """GRPO's `kl_ref` is the k3 KL to the reference model: 0 when the reference is the policy itself, and
+    for a different reference exp(q - p) - (q - p) - 1 per token from plain forwards of both models, averaged
+    per response and then over responses (GRPO's default aggregation)."""
+    import torch
+    from rlvr.harness.sample.models import load_model
+    from rlvr.harness.train.trainer import Trainer
+
+    tr = Trainer(config(tmp_path, tiny_model, "grpo", method={"name": "grpo", "kl_coef": 0.1}), progress=False)
+    assert tr.ref is not None and not tr._one_pass(16)
+    rows = _rows(tr.tok)
+    tr.opt.step = lambda: None                               # the policy stays as it is for the second call
+    assert tr._update(0, rows)["method/kl_ref"] == pytest.approx(0.0, abs=1e-9)
+
+    ref, _ = load_model(str(tiny_model))
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    tr.ref = ref.requires_grad_(False)
+    got = tr._update(1, rows)["method/kl_ref"]
+
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x in rows:
+            seq = torch.tensor([x.prompt_ids + x.response_ids])
+            lp, resp = len(x.prompt_ids), seq[0, len(x.prompt_ids):, None]
+            p = tr.model(input_ids=seq).logits[0, lp - 1:-1].log_softmax(-1).gather(-1, resp).squeeze(-1)
+            q = ref(input_ids=seq).logits[0, lp - 1:-1].log_softmax(-1).gather(-1, resp).squeeze(-1)
+            total += float((torch.exp(q - p) - (q - p) - 1).mean())      # GRPO's seq-mean-token-mean
+            n += 1
+    assert tr.method.loss_agg_mode == "seq-mean-token-mean"
+    assert total / n > 1e-3
+    assert got == pytest.approx(total / n, rel=1e-4)

@@ -210,7 +210,7 @@ class CascadeDecoder:
             self._grow()
         b, t, d, kv, nh = tokens.shape[0], self.length, self.head_dim, self.kv_heads, self.heads
         g = nh // kv
-        cos, sin = self.cos[t], self.sin[t]                                             # [1, d]
+        cos, sin = self._rope(t)                                        # [1, d] (one prompt) or [B, 1, d]
         h = F.embedding(tokens, self.w.embed)                                           # [B, H]
         for lw, (pk, pv), (sk, sv) in zip(self.w.layers, self.prefix, self.suffix, strict=True):
             x = _rms(h, *lw.ln1)
@@ -227,17 +227,7 @@ class CascadeDecoder:
             sk[:, :, t] = qk[:, nh:]
             sv[:, :, t] = v
             q = (qk[:, :nh] * self.scaling).reshape(b, kv, g, d)
-            # Scores are laid out [kv, B, g, P + t + 1]: the prompt block is one GEMM per kv head over all
-            # rows and query heads of the group ([kv, B*g, d] @ [kv, d, P]), and its probabilities are read
-            # back in place by the second GEMM; the rows' own block is a batched product per row.
-            pre = torch.bmm(q.transpose(0, 1).reshape(kv, b * g, d), pk).view(kv, b, g, -1)
-            own = torch.matmul(q, sk[:, :, : t + 1].transpose(2, 3)).transpose(0, 1)    # [kv, B, g, t+1]
-            p_len = pre.shape[-1]
-            probs = torch.softmax(torch.cat((pre, own), dim=-1), dim=-1, dtype=torch.float32)
-            probs = probs.to(qk.dtype)
-            out = torch.matmul(probs[..., p_len:].transpose(0, 1), sv[:, :, : t + 1])    # [B, kv, g, d]
-            shared = torch.bmm(probs[..., :p_len].reshape(kv, b * g, p_len), pv)         # [kv, B*g, d]
-            out = out + shared.view(kv, b, g, d).transpose(0, 1)
+            out = self._attend(q, pk, pv, sk[:, :, : t + 1], sv[:, :, : t + 1])        # [B, kv, g, d]
             h = h + F.linear(out.reshape(b, nh * d), *lw.o)
             x = _rms(h, *lw.ln2)
             if len(lw.gate_up) == 1:
@@ -247,3 +237,113 @@ class CascadeDecoder:
             h = h + F.linear(lw.act(gate) * up, *lw.down)
         self.length = t + 1
         return F.linear(_rms(h, *self.w.norm), *self.w.head)
+
+    def _rope(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[t], self.sin[t]
+
+    def _attend(self, q: torch.Tensor, pk: torch.Tensor, pv: torch.Tensor, sk: torch.Tensor, sv: torch.Tensor
+                ) -> torch.Tensor:
+        """q [B, kv, g, d] against the prompt (pk [kv, d, P], pv [kv, P, d]) and each row's own tokens
+        (sk, sv [B, kv, t+1, d]) -> [B, kv, g, d]."""
+        b, kv, g, d = q.shape
+        # Scores are laid out [kv, B, g, P + t + 1]: the prompt block is one GEMM per kv head over all
+        # rows and query heads of the group ([kv, B*g, d] @ [kv, d, P]), and its probabilities are read
+        # back in place by the second GEMM; the rows' own block is a batched product per row.
+        pre = torch.bmm(q.transpose(0, 1).reshape(kv, b * g, d), pk).view(kv, b, g, -1)
+        own = torch.matmul(q, sk.transpose(2, 3)).transpose(0, 1)                       # [kv, B, g, t+1]
+        p_len = pre.shape[-1]
+        probs = torch.softmax(torch.cat((pre, own), dim=-1), dim=-1, dtype=torch.float32)
+        probs = probs.to(q.dtype)
+        out = torch.matmul(probs[..., p_len:].transpose(0, 1), sv)                     # [B, kv, g, d]
+        shared = torch.bmm(probs[..., :p_len].reshape(kv, b * g, p_len), pv)           # [kv, B*g, d]
+        return out + shared.view(kv, b, g, d).transpose(0, 1)
+
+
+@dataclass
+class Prefixes:
+    """Several prompts after one right-padded forward of the model: per layer their keys ([N, kv, d, Pmax],
+    transposed for the score product) and values ([N, kv, Pmax, d]), each prompt once; the prompts'
+    lengths ([N]) and the logits for each prompt's first new token ([N, V])."""
+    tokens: list[tuple[int, ...]]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    lengths: torch.Tensor
+    logits: torch.Tensor
+
+
+def prefill_many(model: Any, prompts: list[list[int]]) -> Prefixes:
+    """One forward over the prompts, right-padded (a prompt's own positions never see the padding after it
+    under the causal mask, so its keys, values and last logits are those of its batch-1 forward, to float
+    rounding). Only the last position of each prompt goes through the LM head."""
+    from transformers import DynamicCache
+
+    device = model.model.embed_tokens.weight.device
+    n, width = len(prompts), max(len(p) for p in prompts)
+    x = torch.zeros((n, width), dtype=torch.long, device=device)
+    attn = torch.zeros((n, width), dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        x[i, : len(p)] = torch.tensor(p, device=device)
+        attn[i, : len(p)] = 1
+    lengths = attn.sum(-1)
+    cache = DynamicCache()
+    h = model.model(input_ids=x, attention_mask=attn, past_key_values=cache, use_cache=True).last_hidden_state
+    logits = model.lm_head(h[torch.arange(n, device=device), lengths - 1])
+    kv = [(layer.keys.transpose(2, 3).contiguous(), layer.values) for layer in cache.layers]
+    return Prefixes([tuple(p) for p in prompts], kv, lengths, logits)
+
+
+class MultiCascadeDecoder(CascadeDecoder):
+    """Decode rows of several prompts together (training rollouts: G rows for each of P prompts). Each
+    prompt's KV is held once (`prefill_many`); row r reads the KV of prompt `row_prompt[r]` (the prompt
+    blocks are padded to the longest prompt, the padding masked out of the softmax, so it gets
+    probability exactly 0), then its own tokens. Rotary positions run on from each row's prompt length.
+    `select(keep)` drops finished rows as in `CascadeDecoder`."""
+
+    def __init__(self, model: Any, prefixes: Prefixes, row_prompt: torch.Tensor, max_new_tokens: int,
+                 w: Weights | None = None):
+        reason = cascade_unsupported(model)
+        if reason is not None:
+            raise ValueError(f"cascade decoding: {reason}")
+        self.w = w if w is not None else weights(model)
+        att = model.model.layers[0].self_attn
+        self.head_dim = att.head_dim
+        self.kv_heads = att.k_proj.out_features // self.head_dim
+        self.heads = att.q_proj.out_features // self.head_dim
+        self.scaling = att.scaling
+        self.prefix = prefixes.kv
+        device = self.w.embed.device
+        row_prompt = row_prompt.to(device)
+        self.row_prompt = row_prompt
+        self.first_logits = prefixes.logits[row_prompt]
+        self.max_new = max_new_tokens
+        self.length = 0
+        width = int(prefixes.lengths.max())
+        pos = torch.arange(width + max_new_tokens, device=device)
+        cos, sin = model.model.rotary_emb(self.w.embed[:1].unsqueeze(0), pos.unsqueeze(0))
+        half = cos.shape[-1] // 2
+        self.cos, self.sin = cos[0, :, None, :], torch.cat((-sin[..., :half], sin[..., half:]), -1)[0, :, None, :]
+        self.start = prefixes.lengths.to(device)[row_prompt]                    # each row's first new position
+        dtype = self.prefix[0][1].dtype
+        # additive mask of the prompt block: 0 on a row's own prompt tokens, -inf on the padding after them
+        pad = torch.arange(width, device=device)[None, :] >= prefixes.lengths.to(device)[:, None]
+        self.prompt_mask = torch.zeros(pad.shape, dtype=dtype, device=device).masked_fill_(pad, float("-inf"))
+        self.row_mask = self.prompt_mask[row_prompt][:, None, None, :]          # [B, 1, 1, Pmax]
+        rows, cap = row_prompt.numel(), min(max_new_tokens, 128)
+        self.suffix = [(torch.empty((rows, self.kv_heads, cap, self.head_dim), dtype=dtype, device=device),
+                        torch.empty((rows, self.kv_heads, cap, self.head_dim), dtype=dtype, device=device))
+                       for _ in self.prefix]
+
+    def select(self, keep: torch.Tensor) -> None:
+        super().select(keep)
+        self.row_prompt, self.start, self.row_mask = self.row_prompt[keep], self.start[keep], self.row_mask[keep]
+
+    def _rope(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        at = self.start + t
+        return self.cos[at], self.sin[at]                                       # [B, 1, d]
+
+    def _attend(self, q, pk, pv, sk, sv):
+        # the prompt block per row: its prompt's keys and values, read by index (stored once per prompt)
+        pre = torch.matmul(q, pk.index_select(0, self.row_prompt)) + self.row_mask               # [B, kv, g, Pmax]
+        own = torch.matmul(q, sk.transpose(2, 3))                                # [B, kv, g, t+1]
+        p_len = pre.shape[-1]
+        probs = torch.softmax(torch.cat((pre, own), dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
+        return torch.matmul(probs[..., p_len:], sv) + torch.matmul(probs[..., :p_len], pv.index_select(0, self.row_prompt))

@@ -170,9 +170,10 @@ class HFEngine:
 
     def __init__(self, model: Any, tokenizer: Any, merge_prompts: bool = False, max_batch_rows: int = 256,
                  cascade: bool | None = None):
-        """merge_prompts: batch the rows of several requests together (left-padded prompts). Faster for
-        many short requests (training rollouts); `rlvr eval` keeps it off so that a problem's samples never
-        depend on which other problems share their batch.
+        """merge_prompts: batch the rows of several requests together (each prompt's KV held once on the
+        cascade path, left-padded prompts on transformers'). Faster for many short requests (training
+        rollouts); `rlvr eval` keeps it off so that a problem's samples never depend, even by float rounding,
+        on which other problems share their batch.
         cascade: decode rows that share a prompt with `rlvr.harness.sample.cascade` (one copy of the prompt's KV);
         None = wherever the architecture is supported. Off, transformers' forward decodes every batch."""
         from rlvr.harness.sample.cascade import cascade_unsupported
@@ -194,16 +195,21 @@ class HFEngine:
         self.eos_ids = sorted(ids)
         self._stop_token_cache: dict[tuple, Any] = {}
 
-    def generate(self, requests, params):
+    def generate(self, requests, params, on_finish=None):
+        """on_finish(request index, sample index, completion), if given, is called as each sample finishes,
+        while the others are still decoding (the trainer starts verifying it there)."""
         if not self.merge_prompts:
-            return [self._decode([self._encode(prompt)] * len(seeds), list(seeds), params)
-                    for prompt, seeds in requests]
-        rows = [(self._encode(prompt), s, i) for i, (prompt, seeds) in enumerate(requests) for s in seeds]
+            return [self._decode([self._encode(prompt)] * len(seeds), list(seeds), params,
+                                 None if on_finish is None else (lambda j, c, i=i: on_finish(i, j, c)))
+                    for i, (prompt, seeds) in enumerate(requests)]
+        rows = [(self._encode(prompt), s, i, j) for i, (prompt, seeds) in enumerate(requests)
+                for j, s in enumerate(seeds)]
         out: list[list[Completion]] = [[] for _ in requests]
         for start in range(0, len(rows), self.max_batch_rows):
             part = rows[start:start + self.max_batch_rows]
-            comps = self._decode([r[0] for r in part], [r[1] for r in part], params)
-            for (_, _, i), c in zip(part, comps, strict=True):
+            done = None if on_finish is None else (lambda r, c, part=part: on_finish(part[r][2], part[r][3], c))
+            comps = self._decode([r[0] for r in part], [r[1] for r in part], params, done)
+            for (_, _, i, _), c in zip(part, comps, strict=True):
                 out[i].append(c)
         return out
 
@@ -211,25 +217,42 @@ class HFEngine:
         return encode_prompt(self.tokenizer, prompt)
 
     def _decoder(self, prompts: list[list[int]], rows: int, max_new_tokens: int):
-        """The step function for one batch: the cascade decoder when every row shares one prompt and the
-        architecture allows it, else transformers' own forward with a DynamicCache."""
-        from rlvr.harness.sample.cascade import CascadeDecoder, prefill, weights
+        """The step function for one batch: where the architecture allows, the cascade decoder (rows of one
+        prompt) or the multi-prompt cascade decoder (rows of several prompts, each prompt's KV held once),
+        else transformers' own forward with a DynamicCache."""
+        import torch
+        from rlvr.harness.sample.cascade import (
+            CascadeDecoder,
+            MultiCascadeDecoder,
+            prefill,
+            prefill_many,
+            weights,
+        )
 
         shared = all(p is prompts[0] or p == prompts[0] for p in prompts)
-        if shared and self.cascade:
+        if self.cascade:
             # The step's weight views and a problem's prompt KV (its chunks share it) are kept until the
             # weights change: in-place updates (optimizer steps, load_state_dict) bump a parameter's version
             # counter, and new tensors change its data_ptr.
             version = tuple((p.data_ptr(), p._version) for p in self.model.parameters())
             if self._weights is None or self._weights[0] != version:
                 self._weights, self._prefix = (version, weights(self.model)), None
+        if not shared and self.cascade:
+            # rows of several prompts (merged training rollouts): each distinct prompt prefilled once
+            index: dict[tuple[int, ...], int] = {}
+            row_prompt = [index.setdefault(tuple(p), len(index)) for p in prompts]
+            prefixes = prefill_many(self.model, [list(p) for p in index])
+            return MultiCascadeDecoder(self.model, prefixes, torch.tensor(row_prompt), max_new_tokens,
+                                       self._weights[1])
+        if shared and self.cascade:
             key = (tuple(prompts[0]), version)
             if self._prefix is None or self._prefix[0] != key:
                 self._prefix = (key, prefill(self.model, prompts[0]))
             return CascadeDecoder(self.model, self._prefix[1], rows, max_new_tokens, self._weights[1])
         return _TransformersDecoder(self.model, prompts, shared, self.tokenizer.pad_token_id or 0)
 
-    def _decode(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
+    def _decode(self, prompts: list[list[int]], seeds: list[int], params: SamplingParams, on_finish=None
+                ) -> list[Completion]:
         import torch
 
         device = next(self.model.parameters()).device
@@ -242,6 +265,7 @@ class HFEngine:
         rows = torch.arange(b, device=device)                                 # live batch row -> sample
         eos = torch.tensor(self.eos_ids, device=device, dtype=torch.long)
         max_stop = max((len(s) for s in params.stop), default=0)
+        finished: dict[int, Completion] = {}       # rows handed to on_finish before the end
         with torch.inference_mode():
             dec = self._decoder(prompts, b, t_max)
             logits = dec.first_logits
@@ -260,6 +284,11 @@ class HFEngine:
                     break
                 if bool(done.any()):
                     stopped[rows[done]] = True
+                    if on_finish is not None:
+                        for r in rows[done].tolist():
+                            finished[r] = self._finish([t for t in out[r, :step + 1].tolist() if t >= 0], "stop",
+                                                       params.stop)
+                            on_finish(r, finished[r])
                     keep = (~done).nonzero().squeeze(-1)
                     if keep.numel() == 0:
                         break
@@ -268,8 +297,13 @@ class HFEngine:
                 logits = dec.step(nxt)
         ids = out.cpu().tolist()
         reasons = stopped.cpu().tolist()
-        return [self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
-                for row, st in zip(ids, reasons, strict=True)]
+        comps = [finished.get(r) or self._finish([t for t in row if t >= 0], "stop" if st else "length", params.stop)
+                 for r, (row, st) in enumerate(zip(ids, reasons, strict=True))]
+        if on_finish is not None:
+            for r, c in enumerate(comps):
+                if r not in finished:
+                    on_finish(r, c)
+        return comps
 
     def _stop_tokens(self, stop: tuple[str, ...], vocab: int, device) -> Any:
         """A bool per token id ([vocab]): whether appending that token can complete one of `stop`.

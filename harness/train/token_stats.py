@@ -19,7 +19,8 @@ as its official code builds it). The logits of
 a chunk are computed in the hidden states' dtype and upcast to at least float32 for the softmax.
 
 Which statistics a method needs and when (old-log-prob time vs the update) is decided by
-`old_pass_fields` and `update_pass_fields` from the method's `requires` and `stat_params()`.
+`old_pass_fields` and `update_pass_fields` from the method's `requires` and `stat_params()`; when the
+behaviour policy is the policy being updated, `one_pass_fields` takes both from the update's own forward.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from rlvr.methods.lp_reg import minp_proxy_logprobs
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["token_stats", "old_pass_fields", "update_pass_fields", "default_chunk_size"]
+__all__ = ["token_stats", "old_pass_fields", "update_pass_fields", "one_pass_fields", "default_chunk_size"]
 
 Impl = Literal["function", "checkpoint", "naive"]
 
@@ -91,6 +92,7 @@ class _ChunkedStats(torch.autograd.Function):
         ctx.save_for_backward(hidden, weight, tokens, all_ids, lse, ent)
         ctx.temperature, ctx.entropy, ctx.chunk = temperature, entropy, chunk
         ctx.mark_non_differentiable(ids)
+        ctx.set_materialize_grads(False)   # an output the loss does not use (logged entropy) costs no backward work
         return logp, ent, sel, ids
 
     @staticmethod
@@ -250,3 +252,37 @@ def update_pass_fields(method: Method, hidden: Tensor, weight: Tensor, tokens: T
     if "tokens" in req:
         out["tokens"] = tokens
     return out
+
+
+def one_pass_fields(method: Method, hidden: Tensor, weight: Tensor, tokens: Tensor, mask: Tensor, *,
+                    temperature: float = 1.0, chunk_size: int | None = None, impl: Impl = "function"
+                    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+    """Both passes' fields from one forward, for when the behaviour policy is the policy being updated (one
+    PPO epoch, one mini-batch, rollouts sampled by this very model): the old pass would recompute the same
+    numbers. Returns (update fields as `update_pass_fields`, with grad; behaviour fields as `old_pass_fields`,
+    detached; logging statistics "entropy" [B, T] and "top1_prob" [B, T], detached). The old top-N ids are
+    the current ones, so "logp_at_old_topk" is the current top-N log-probs (the same values and gradient
+    as gathering at those ids)."""
+    req, p = method.requires, method.stat_params()
+    n = int(p.get("top_n", 0)) if req & {"topk_logp", "topk_ids", "old_topk_ids", "logp_at_old_topk"} else 0
+    s = token_stats(hidden, weight, tokens, temperature=temperature, mask=mask, entropy=True, top_n=max(1, n),
+                    minp_kappa=p["minp_kappa"] if "proxy_logp" in req else None,
+                    minp_strict=bool(p.get("minp_strict", False)), chunk_size=chunk_size, impl=impl)
+    cur = {"logp": s["logp"]}
+    old = {"old_logp": s["logp"].detach()}
+    if "entropy" in req:
+        cur["entropy"] = s["entropy"]
+    if "topk_logp" in req:
+        cur["topk_logp"] = s["topk_logp"][..., :n]
+    if "topk_ids" in req:
+        cur["topk_ids"] = s["topk_ids"][..., :n]
+    if "logp_at_old_topk" in req:
+        cur["logp_at_old_topk"] = s["topk_logp"][..., :n]
+    if "tokens" in req:
+        cur["tokens"] = tokens
+    if "proxy_logp" in req:
+        old["proxy_logp"] = s["proxy_logp"]
+    if "old_topk_ids" in req:
+        old["old_topk_ids"] = s["topk_ids"][..., :n]
+    log = {"entropy": s["entropy"].detach(), "top1_prob": s["topk_logp"][..., 0].detach().exp()}
+    return cur, old, log

@@ -9,7 +9,9 @@ Per step:
   3. row selection: `method.select_rows`; when `method.refill` (DAPO dynamic sampling, BBG gating) more
      prompts are sampled until P groups are kept or `max_refill_rounds` is reached;
   4. the behaviour policy's per-token fields (old log-probs, Lp-Reg's proxy, CaSP's old top-N) and the
-     reference log-probs when the method has a KL term, all without gradients;
+     reference log-probs when the method has a KL term, all without gradients. Where they cannot differ from
+     the update's own forward (one epoch, one mini-batch, `hf` rollouts, no reference model) this pass is
+     skipped and they are taken from that forward, detached (`Trainer._one_pass`);
   5. advantages over the kept rows (`method.advantages`);
   6. `ppo_epochs` passes of mini-batch updates; each mini-batch is cut into micro-batches whose losses
      are normalised by the whole mini-batch (`AggScale`), so gradient accumulation gives the gradient
@@ -341,6 +343,7 @@ class Trainer:
         self.order = order
         self.sampling = SamplingParams(cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k,
                                        cfg.sampling.max_new_tokens)
+        self.one_pass_allowed = True     # False: always run the separate old-log-prob pass (tests compare both)
 
     @property
     def arm(self) -> str:
@@ -436,7 +439,9 @@ class Trainer:
                 t_roll = time.monotonic() - t0
                 if vllm is not None:
                     vllm.sleep()
+                t_update = time.monotonic()
                 update_stats = self._update(step, rollouts) if rollouts else {"skipped": 1.0}
+                update_stats["time_update_s"] = round(time.monotonic() - t_update, 3)
                 if vllm is not None:
                     t_sync = time.monotonic()
                     vllm.sync_weights(self.model)
@@ -554,6 +559,7 @@ class Trainer:
 
     def _rollouts(self, step: int, engine, pool) -> tuple[list[_Rollout], dict]:
         import torch
+        from rlvr.harness.sample.engine import HFEngine
 
         cfg, g = self.cfg, self.cfg.rollouts_per_prompt
         kept: list[_Rollout] = []
@@ -561,6 +567,7 @@ class Trainer:
         solved = 0
         total_groups = 0
         finish = []
+        gen_s = 0.0
         while groups_kept < cfg.prompts_per_step and rounds <= cfg.max_refill_rounds:
             batch = self._next_problems(cfg.prompts_per_step - groups_kept)
             requests, prompts = [], []
@@ -568,8 +575,23 @@ class Trainer:
                 prompt = task.prompt(p, None, self.tok)
                 prompts.append(prompt)
                 requests.append((prompt, [sample_seed(cfg.seed, f"train/{step}/{rounds}", p.id, i) for i in range(g)]))
-            comps = engine.generate(requests, self.sampling)
-            futures = [[pool.submit(task.name, p, c.text) for c in cs] for (task, p), cs in zip(batch, comps, strict=True)]
+            # each rollout goes to the verifier pool as soon as it finishes (where the engine can say so), so
+            # verification overlaps the decoding of the longer ones
+            futures = [[None] * g for _ in batch]
+
+            def submit(i, j, c, batch=batch, futures=futures):
+                futures[i][j] = pool.submit(batch[i][0].name, batch[i][1], c.text)
+
+            t_gen = time.monotonic()
+            if isinstance(engine, HFEngine):
+                comps = engine.generate(requests, self.sampling, on_finish=submit)
+            else:
+                comps = engine.generate(requests, self.sampling)
+            gen_s += time.monotonic() - t_gen
+            for i, cs in enumerate(comps):
+                for j, c in enumerate(cs):
+                    if futures[i][j] is None:
+                        submit(i, j, c)
             round_rows: list[_Rollout] = []
             for (task, p), prompt, cs, fs in zip(batch, prompts, comps, futures, strict=True):
                 p_ids = self.tok(prompt, add_special_tokens=False)["input_ids"]
@@ -601,7 +623,8 @@ class Trainer:
                  "solve_rate": solved / max(1, total_groups), "groups_sampled": total_groups,
                  "groups_kept": groups_kept, "rows_kept": len(kept), "sampling_rounds": rounds,
                  "response_len_mean": sum(lengths) / len(lengths),
-                 "truncation_rate": finish.count("length") / max(1, len(finish)), **finish_stats}
+                 "truncation_rate": finish.count("length") / max(1, len(finish)), **finish_stats,
+                 "time_generate_s": round(gen_s, 3)}
         return kept, stats
 
     def _rewards(self, step: int, pool, task, problem: Problem, comps, futures, verified: bool = False) -> list[float]:
@@ -666,7 +689,12 @@ class Trainer:
 
     def _update(self, step: int, rows: list[_Rollout]) -> dict:
         import torch
-        from rlvr.harness.train.token_stats import old_pass_fields, token_stats, update_pass_fields
+        from rlvr.harness.train.token_stats import (
+            old_pass_fields,
+            one_pass_fields,
+            token_stats,
+            update_pass_fields,
+        )
         from rlvr.methods.aggregation import AggScale
         from rlvr.methods.base import TokenBatch
 
@@ -677,11 +705,13 @@ class Trainer:
         _, group_ids = torch.unique(torch.tensor([x.group for x in rows], device=self.device), return_inverse=True)
         mb = cfg.micro_batch_size
 
-        # behaviour-policy fields, reference log-probs and logging statistics (no gradients)
+        # behaviour-policy fields, reference log-probs and logging statistics (no gradients); skipped when
+        # they equal the update's own forward, detached (`one_pass`)
+        one_pass = self._one_pass(len(rows))
         old: dict[str, list] = {}
         ent_sum = top1_sum = tok_sum = 0.0
         with torch.no_grad():
-            for s in range(0, len(rows), mb):
+            for s in range(0, len(rows), mb) if not one_pass else ():
                 ids, attn, tokens, mask, pos = self._tensors(rows[s:s + mb])
                 h = self._hidden(self.model, ids, attn, pos)
                 fields = old_pass_fields(m, h, weight, tokens, mask, temperature=temp)
@@ -724,17 +754,27 @@ class Trainer:
             rng.shuffle(order)
             for ms in range(0, len(order), mini):
                 mini_idx = order[ms:ms + mini]
+                if one_pass and m.split_invariant and not m.microbatch_weighted:
+                    # rows of similar length share a micro-batch (less padding); the mini-batch's gradient is
+                    # the same sum whatever the split, to float rounding
+                    mini_idx.sort(key=lambda i: len(rows[i].prompt_ids) + len(rows[i].response_ids))
                 scale = AggScale.of(full_mask[mini_idx], t_pad=cfg.sampling.max_new_tokens)
                 self.opt.zero_grad(set_to_none=True)
                 for idx in self._micro_batches(mini_idx, rows):
                     sub = [rows[i] for i in idx]
                     ids, attn, tokens, mask, pos = self._tensors(sub)
                     h = self._hidden(self.model, ids, attn, pos)
-                    old_top = rows_slice("old_topk_ids", idx) if "old_topk_ids" in old else None
-                    cur = update_pass_fields(m, h, weight, tokens, mask, temperature=temp, old_topk_ids=old_top)
+                    if one_pass:
+                        cur, extra, log = one_pass_fields(m, h, weight, tokens, mask, temperature=temp)
+                        ent_sum += float((log["entropy"] * mask).sum())
+                        top1_sum += float((log["top1_prob"] * mask).sum())
+                        tok_sum += float(mask.sum())
+                    else:
+                        old_top = rows_slice("old_topk_ids", idx) if "old_topk_ids" in old else None
+                        cur = update_pass_fields(m, h, weight, tokens, mask, temperature=temp, old_topk_ids=old_top)
+                        extra = {k: rows_slice(k, idx) for k in old}
                     width = mask.shape[1]
-                    extra = {k: rows_slice(k, idx) for k in old if k not in ("old_logp",)}
-                    tb = TokenBatch(logp=cur.pop("logp"), old_logp=rows_slice("old_logp", idx), mask=mask,
+                    tb = TokenBatch(logp=cur.pop("logp"), old_logp=extra.pop("old_logp"), mask=mask,
                                     advantages=advantages[idx][:, :width], rewards=rewards[idx],
                                     group_ids=group_ids[idx], agg_scale=scale,
                                     **{k: v for k, v in extra.items() if k in TokenBatch.__dataclass_fields__},
@@ -761,6 +801,16 @@ class Trainer:
             return [idx[s:s + mb] for s in range(0, len(idx), mb)]
         lengths = [len(rows[i].prompt_ids) + len(rows[i].response_ids) for i in idx]
         return token_budget_split(idx, lengths, self.cfg.micro_batch_tokens)
+
+    def _one_pass(self, n_rows: int) -> bool:
+        """Whether the behaviour policy's fields equal the update's own forward, detached, so that the separate
+        no-grad pass can be skipped: one PPO epoch over one mini-batch (no optimizer step between sampling
+        and any forward), rollouts sampled by the training model itself (not vLLM's copy), and no reference
+        model (its pass stays). The ratio is then exactly 1, as in TRL's GRPOTrainer, which reuses the
+        detached current log-probs in that case."""
+        cfg = self.cfg
+        return (self.one_pass_allowed and cfg.ppo_epochs == 1 and (cfg.mini_batch_size or n_rows) >= n_rows
+                and cfg.rollout_engine == "hf" and self.ref is None)
 
     def _lr(self, step: int) -> float:
         o = self.cfg.optimizer
