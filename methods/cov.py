@@ -14,6 +14,7 @@ of the batch passed to `loss` (one micro-batch in both codes; `rlvr train` passe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from rlvr.methods import register
@@ -36,6 +37,9 @@ def token_covariance(batch: TokenBatch) -> Tensor:
 
 @dataclass(frozen=True)
 class _CovBase(Method):
+    # the covariance and the tokens it selects are of the micro-batch the loss sees (as in verl), so the
+    # rows that share a micro-batch matter: the trainer keeps their order (no grouping by length)
+    split_invariant: ClassVar[bool] = False
     norm_adv_by_std: bool = True
 
     def advantages(self, rewards: Tensor, group_ids: Tensor, mask: Tensor) -> Tensor:
