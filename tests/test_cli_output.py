@@ -335,7 +335,8 @@ def test_sampling_raises_no_library_warning(tiny_model):
     model, tok = load_model(str(tiny_model), device="cpu")
     params = SamplingParams(temperature=1.0, max_new_tokens=4)
     for engine in (HFEngine(model, tok), HFEngine(model, tok, cascade=False),
-                   HFEngine(model, tok, merge_prompts=True, cascade=False)):
+                   HFEngine(model, tok, merge_prompts=True, cascade=False),
+                   HFEngine(model, tok, merge_prompts=True)):     # the multi-prompt shared-prefix decoder
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             out = engine.generate([("2 + 2 =", [1, 2]), ("3 =", [3])], params)

@@ -284,8 +284,10 @@ def prefill_many(model: Any, prompts: list[list[int]]) -> Prefixes:
         x[i, : len(p)] = torch.tensor(p, device=device)
         attn[i, : len(p)] = 1
     lengths = attn.sum(-1)
+    from rlvr.harness.sample.models import cache_kwargs
+
     cache = DynamicCache()
-    h = model.model(input_ids=x, attention_mask=attn, past_key_values=cache, use_cache=True).last_hidden_state
+    h = model.model(input_ids=x, attention_mask=attn, **cache_kwargs(model.model, cache), use_cache=True).last_hidden_state
     logits = model.lm_head(h[torch.arange(n, device=device), lengths - 1])
     kv = [(layer.keys.transpose(2, 3).contiguous(), layer.values) for layer in cache.layers]
     return Prefixes([tuple(p) for p in prompts], kv, lengths, logits)
