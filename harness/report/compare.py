@@ -135,6 +135,16 @@ def _shared_ids(b: dict, c: dict) -> list[str]:
     return sorted(p for p in set(b) & set(c) if b[p][0] and c[p][0])
 
 
+def _check_test_args(alpha: float, correction: str, tolerance: float) -> None:
+    """The flags both tests share, each a one-line error naming it."""
+    if not (0 < alpha < 0.5):
+        raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
+    if correction not in ("holm", "none"):
+        raise UserError(f"--correction must be holm or none, got {correction!r}")
+    if tolerance < 0:
+        raise UserError(f"--tolerance must be >= 0, got {tolerance}")
+
+
 def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: float = 0.05,
                  iterations: int = 5000, seed: int = 0, ks: list[int] | None = None,
                  tasks: list[str] | None = None, correction: str = "holm", metric: str = "pass@k") -> Comparison:
@@ -145,12 +155,7 @@ def compare_runs(baseline: str, candidate: str, tolerance: float = 1.0, alpha: f
     code, are left out) or "avg@n" (per-problem accuracy of all n samples, one row per task, k = n)."""
     if metric not in ("pass@k", "maj@k", "avg@n"):
         raise UserError(f"--metric must be pass@k, maj@k or avg@n, got {metric!r}")
-    if not (0 < alpha < 0.5):
-        raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if correction not in ("holm", "none"):
-        raise UserError(f"--correction must be holm or none, got {correction!r}")
-    if tolerance < 0:
-        raise UserError(f"--tolerance must be >= 0, got {tolerance}")
+    _check_test_args(alpha, correction, tolerance)
     check_bootstrap_args(iterations, seed)
     base, cand = Run.open(baseline), Run.open(candidate)
     data, shared, unshared = _shared_matrices(base, cand, tasks)
@@ -249,12 +254,7 @@ def compare_seeded(baseline: list[str], candidate: list[str], tolerance: float =
     m rows, under Holm; alpha without correction)."""
     from rlvr.harness.report.seeds import mde, pooled_difference, seed_matrix
 
-    if not (0 < alpha < 0.5):
-        raise UserError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if correction not in ("holm", "none"):
-        raise UserError(f"--correction must be holm or none, got {correction!r}")
-    if tolerance < 0:
-        raise UserError(f"--tolerance must be >= 0, got {tolerance}")
+    _check_test_args(alpha, correction, tolerance)
     if not baseline or not candidate:
         raise UserError("compare: each side needs at least one run")
     base, cand = _side_runs(baseline, "baseline"), _side_runs(candidate, "candidate")

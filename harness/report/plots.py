@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rlvr.harness.errors import UserError
@@ -72,6 +73,24 @@ def arm_curve(arm: Arm, task: str, confidence: float = 0.95, iterations: int = 1
     lo, hi = np.quantile(boot, [a, 1 - a], axis=0)
     return PassKCurve(ks, xs.mean(axis=(0, 1)).tolist(), lo.tolist(), hi.tolist(), len(ids), confidence,
                       iterations, seed)
+
+
+def _legend_title_save(fig: Any, handles: list, labels: list[str], width: float, suptitle: str, out: Path) -> None:
+    """The figure's legend below the panels (as many columns as fit `width` at 8 pt), its title, and the file
+    (parents created; a one-line error naming --out when it cannot be written). Closes the figure."""
+    import matplotlib.pyplot as plt
+
+    entry_in = 0.6 + 0.065 * max((len(lab) for lab in labels), default=1)   # line sample + text at 8 pt
+    fig.legend(handles, labels, loc="outside lower center", frameon=False,
+               ncol=max(1, min(max(1, len(labels)), int(width // entry_in))))
+    fig.suptitle(suptitle)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=RASTER_DPI)
+    except OSError as e:
+        raise UserError(f"--out: cannot write {out} ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
 
 
 def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = None,
@@ -167,20 +186,10 @@ def plot_runs(run_paths: list[str], out: str | Path, tasks: list[str] | None = N
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        entry_in = 0.6 + 0.065 * max((len(lab) for lab in labels), default=1)   # line sample + text at 8 pt
-        fig.legend(handles, labels, loc="outside lower center", frameon=False,
-                   ncol=max(1, min(len(labels), int(width // entry_in))))
         over = "seeds and problems" if any(arm.n_seeds > 1 for arm in group_arms(runs)) else "problems"
         bands = f"shaded: {int(confidence * 100)}% bootstrap bands over {over}"
         what = "pass@k and maj@k (dashed)" if maj else "pass@k"
-        fig.suptitle(f"{title or what}\n{bands}")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out, dpi=RASTER_DPI)
-        except OSError as e:
-            raise UserError(f"--out: cannot write {out} ({e.strerror or e})") from None
-        finally:
-            plt.close(fig)
+        _legend_title_save(fig, handles, labels, width, f"{title or what}\n{bands}", out)
     return out
 
 
@@ -273,16 +282,7 @@ def plot_delta(run_paths: list[str], baseline: str, out: str | Path, tasks: list
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        entry_in = 0.6 + 0.065 * max((len(lab) for lab in labels), default=1)
-        fig.legend(handles, labels, loc="outside lower center", frameon=False,
-                   ncol=max(1, min(max(1, len(labels)), int(width // entry_in))))
         bands = f"shaded: {int(confidence * 100)}% seed-aware intervals"
-        fig.suptitle(f"{title or f'paired difference from {baseline}'}\n{bands}")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out, dpi=RASTER_DPI)
-        except OSError as e:
-            raise UserError(f"--out: cannot write {out} ({e.strerror or e})") from None
-        finally:
-            plt.close(fig)
+        _legend_title_save(fig, handles, labels, width, f"{title or f'paired difference from {baseline}'}\n{bands}",
+                           out)
     return out

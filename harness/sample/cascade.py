@@ -147,21 +147,27 @@ def prefill(model: Any, prompt: list[int]) -> Prefix:
     return Prefix(tuple(prompt), kv, logits)
 
 
+def _init_geometry(dec: Any, model: Any, w: Weights | None) -> None:
+    """What both cascade decoders read from the model: its weights and its attention geometry (a ValueError
+    when the model's attention is one the cascade does not implement)."""
+    reason = cascade_unsupported(model)
+    if reason is not None:
+        raise ValueError(f"cascade decoding: {reason}")
+    dec.w = w if w is not None else weights(model)
+    att = model.model.layers[0].self_attn
+    dec.head_dim = att.head_dim
+    dec.kv_heads = att.k_proj.out_features // dec.head_dim
+    dec.heads = att.q_proj.out_features // dec.head_dim
+    dec.scaling = att.scaling
+
+
 class CascadeDecoder:
     """Decode `rows` rows that share one prompt (`prefix`). `first_logits` are the logits for the first new
     token; each `step(tokens)` appends one token per live row and returns the next logits; `select(keep)`
     drops finished rows. `w` (from `weights(model)`) may be passed in to reuse it across batches."""
 
     def __init__(self, model: Any, prefix: Prefix, rows: int, max_new_tokens: int, w: Weights | None = None):
-        reason = cascade_unsupported(model)
-        if reason is not None:
-            raise ValueError(f"cascade decoding: {reason}")
-        self.w = w if w is not None else weights(model)
-        att = model.model.layers[0].self_attn
-        self.head_dim = att.head_dim
-        self.kv_heads = att.k_proj.out_features // self.head_dim
-        self.heads = att.q_proj.out_features // self.head_dim
-        self.scaling = att.scaling
+        _init_geometry(self, model, w)
         self.prefix = prefix.kv
         self.prompt_len = len(prefix.tokens)
         self.first_logits = prefix.logits.expand(rows, -1)
@@ -302,15 +308,7 @@ class MultiCascadeDecoder(CascadeDecoder):
 
     def __init__(self, model: Any, prefixes: Prefixes, row_prompt: torch.Tensor, max_new_tokens: int,
                  w: Weights | None = None):
-        reason = cascade_unsupported(model)
-        if reason is not None:
-            raise ValueError(f"cascade decoding: {reason}")
-        self.w = w if w is not None else weights(model)
-        att = model.model.layers[0].self_attn
-        self.head_dim = att.head_dim
-        self.kv_heads = att.k_proj.out_features // self.head_dim
-        self.heads = att.q_proj.out_features // self.head_dim
-        self.scaling = att.scaling
+        _init_geometry(self, model, w)
         self.prefix = prefixes.kv
         device = self.w.embed.device
         row_prompt = row_prompt.to(device)
